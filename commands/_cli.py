@@ -1,0 +1,62 @@
+"""What every command shares: the console, the artifacts root, error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from plantkit.errors import PlantkitInputError
+from plantkit.paths import artifacts_root
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Settings:
+    """Global options given before the command group (`plantkit --artifacts DIR data ...`)."""
+
+    artifacts: Path | None = None
+    debug: bool = False
+    quiet: bool = False
+
+    @property
+    def artifacts_root(self) -> Path:
+        return artifacts_root(self.artifacts)
+
+
+settings = Settings()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one error line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def print_json(payload) -> None:
+    """Machine-readable output on stdout, nothing else on that stream."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+__all__ = ["PlantkitInputError", "console", "err_console", "fail", "print_json", "settings"]

@@ -1,0 +1,118 @@
+"""`plantkit data`: generate the synthetic stand-in and inspect datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from plantkit.commands._cli import console, err_console, print_json, settings
+from plantkit.errors import PlantkitInputError
+
+app = typer.Typer(
+    help="Generate the synthetic stand-in dataset and inspect datasets (EDA).",
+    no_args_is_help=True,
+)
+
+DEFAULT_SYNTH_NAME = "plantnet-synth"
+
+
+@app.command()
+def synth(
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Target folder [default: ARTIFACTS/data/<profile>-synth]."
+    ),
+    profile: str = typer.Option(
+        "plantnet300k", "--profile", help="Class counts: plantnet300k, uniform or zipf."
+    ),
+    scale: float = typer.Option(
+        0.01, "--scale", help="Multiply every class's image count by this (min 2/1/1 per split)."
+    ),
+    classes: int | None = typer.Option(
+        None,
+        "--classes",
+        help="Number of species; for plantnet300k, K species spread over the frequency range.",
+    ),
+    alpha: float = typer.Option(1.0, "--alpha", help="Exponent of the zipf profile."),
+    image_size: int = typer.Option(64, "--image-size", help="Side of the square images, pixels."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, byte-identical files."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty target folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Draw a synthetic long-tailed plant dataset in the Pl@ntNet-300K v1.1 layout."""
+    from plantkit.data.profiles import make_profile
+    from plantkit.data.synth import generate_dataset
+    from plantkit.progress import progress_bar
+
+    counts = make_profile(profile, scale=scale, classes=classes, alpha=alpha)
+    target = out or settings.artifacts_root / "data" / f"{profile}-synth"
+    n_images = int(counts[["train", "val", "test"]].to_numpy().sum())
+    with progress_bar("drawing images", total=n_images, disable=quiet) as advance:
+        root = generate_dataset(
+            target, counts, image_size=image_size, seed=seed, force=force, on_image=advance
+        )
+    if not quiet:
+        err_console.print(
+            f"wrote {n_images:,} images of {len(counts):,} species to {root}", highlight=False
+        )
+
+
+@app.command()
+def inspect(
+    root: Path | None = typer.Argument(
+        None, help="Dataset root (Pl@ntNet-300K layout or {train,val,test}/<class>/ folders)."
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Analyse a class-count profile instead of a folder (plantnet300k)."
+    ),
+    val_from_train: float | None = typer.Option(
+        None,
+        "--val-from-train",
+        help="If the dataset has no val split, carve this stratified fraction out of train.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of --val-from-train."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Decode every image and list the corrupt ones."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    html: Path | None = typer.Option(None, "--html", help="Write an interactive HTML report."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Analyse a dataset: splits, long tail, class buckets (the reference study's EDA)."""
+    from plantkit.data.eda import summarize
+    from plantkit.report.eda_tables import print_summary
+
+    if (root is None) == (profile is None):
+        raise PlantkitInputError("give a dataset ROOT or --profile NAME (exactly one)")
+    dataset = None
+    if profile is not None:
+        from plantkit.data.profiles import make_profile
+
+        counts = make_profile(profile)
+        source = f"profile {profile}"
+    else:
+        from plantkit.data.layout import open_dataset
+
+        dataset = open_dataset(root, val_from_train=val_from_train, seed=seed)
+        counts = dataset.counts()
+        source = str(dataset.root)
+    summary = summarize(counts, source=source, dataset=dataset)
+    if verify:
+        if dataset is None:
+            raise PlantkitInputError("--verify needs a dataset ROOT, not a --profile")
+        from plantkit.data.verify import verify_images
+        from plantkit.progress import progress_bar
+
+        with progress_bar("decoding images", total=dataset.n_images, disable=quiet) as advance:
+            corrupt = verify_images(dataset, on_image=advance)
+        summary["corrupt_images"] = corrupt
+    if html is not None:
+        from plantkit.report.eda_html import write_eda_html
+
+        write_eda_html(html, summary, dataset=dataset)
+    if as_json:
+        print_json(summary)
+    else:
+        print_summary(summary, console)
+        if html is not None:
+            console.print(f"HTML report: {html}")

@@ -1,0 +1,1 @@
+"""Datasets on disk, the synthetic stand-in, class-count profiles and their analysis."""
