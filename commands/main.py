@@ -36,7 +36,7 @@ def main(
         None,
         "--artifacts",
         envvar="PLANTKIT_ARTIFACTS",
-        help="Output root for datasets, experts, combinations and reports [default: ./artifacts].",
+        help="Output root for datasets, experts, combinations and reports (default: ./artifacts).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
     version: bool = typer.Option(
