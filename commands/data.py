@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-
 from plantkit.commands._cli import console, err_console, print_json, settings
+
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
@@ -57,10 +57,25 @@ def synth(
         )
 
 
+def _embedded_dataset(quiet: bool) -> Path:
+    from plantkit.data.embedded import embedded_counts, embedded_root, ensure_embedded_dataset
+    from plantkit.progress import progress_bar
+
+    root = embedded_root(settings.artifacts_root)
+    if (root / "images").is_dir():
+        return root
+    counts = embedded_counts()
+    total = int(counts[["train", "val", "test"]].to_numpy().sum())
+    with progress_bar("drawing the embedded dataset", total=total, disable=quiet) as advance:
+        return ensure_embedded_dataset(settings.artifacts_root, on_image=advance)
+
+
 @app.command()
 def inspect(
     root: Path | None = typer.Argument(
-        None, help="Dataset root (Pl@ntNet-300K layout or {train,val,test}/<class>/ folders)."
+        None,
+        help="Dataset root (Pl@ntNet-300K layout or {train,val,test}/<class>/ folders) "
+        "(default: the embedded stand-in, generated on first use).",
     ),
     profile: str | None = typer.Option(
         None, "--profile", help="Analyse a class-count profile instead of a folder (plantnet300k)."
@@ -82,8 +97,10 @@ def inspect(
     from plantkit.data.eda import summarize
     from plantkit.report.eda_tables import print_summary
 
-    if (root is None) == (profile is None):
-        raise PlantkitInputError("give a dataset ROOT or --profile NAME (exactly one)")
+    if root is not None and profile is not None:
+        raise PlantkitInputError("give a dataset ROOT or --profile NAME, not both")
+    if root is None and profile is None:
+        root = _embedded_dataset(quiet)
     dataset = None
     if profile is not None:
         from plantkit.data.profiles import make_profile

@@ -65,9 +65,9 @@ def run() -> None:
         err_console.print("interrupted; finished work is kept, unfinished work was not written")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # Usage errors (unknown option, bad value) know how to show themselves; Typer
+        # vendors its own click, so recognise them by shape rather than by class.
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
         if settings.debug:

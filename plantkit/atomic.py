@@ -25,6 +25,8 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
     prefix = f".{target.name}.tmp-"
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        # mkdtemp makes the folder private (0700); give it the mode a plain mkdir would.
+        os.chmod(tmp, 0o777 & ~_umask())
     else:
         fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
         os.close(fd)

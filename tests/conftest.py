@@ -20,8 +20,10 @@ def make_tree(base: Path, spec: dict[str, dict[str, int]], prefix: str = "") -> 
     for split, classes in spec.items():
         for class_id, n in classes.items():
             for i in range(n):
-                write_image(base / f"{prefix}{split}" / class_id / f"img{i:03d}.jpg",
-                            colour=(10 * i % 255, 100, 30))
+                write_image(
+                    base / f"{prefix}{split}" / class_id / f"img{i:03d}.jpg",
+                    colour=(10 * i % 255, 100, 30),
+                )
     return base
 
 
@@ -35,9 +37,13 @@ def plantnet_root(tmp_path: Path) -> Path:
         "test": {"1355868": 1, "1355920": 1, "1363227": 1},
     }
     make_tree(root / "images", spec)
-    names = {"1355868": "Lactuca virosa L.", "1355920": "Pelargonium capitatum",
-             "1363227": "Daucus carota L."}
+    names = {
+        "1355868": "Lactuca virosa L.",
+        "1355920": "Pelargonium capitatum",
+        "1363227": "Daucus carota L.",
+    }
     (root / "plantnet300K_species_id_2_name.json").write_text(json.dumps(names))
     (root / "class_idx_to_species_id.json").write_text(
-        json.dumps({"0": "1355868", "1": "1355920", "2": "1363227"}))
+        json.dumps({"0": "1355868", "1": "1355920", "2": "1363227"})
+    )
     return root

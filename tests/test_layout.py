@@ -111,9 +111,9 @@ def test_missing_root_and_missing_splits(tmp_path):
 
 
 def test_val_from_train_is_stratified_seeded_and_disjoint(tmp_path):
-    root = make_tree(tmp_path / "d", {"train": {"a": 20, "b": 10, "c": 2}, "test": {"a": 1,
-                                                                                   "b": 1,
-                                                                                   "c": 1}})
+    root = make_tree(
+        tmp_path / "d", {"train": {"a": 20, "b": 10, "c": 2}, "test": {"a": 1, "b": 1, "c": 1}}
+    )
     ds = open_dataset(root, val_from_train=0.2, seed=3)
     counts = ds.counts()
     assert counts["val"].tolist() == [4, 2, 0]  # 20 %, and a 2-image class keeps both
@@ -178,7 +178,9 @@ def test_verify_lists_corrupt_images(tmp_path):
 def _cli(*args, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "plantkit.commands.main", *args],
-        capture_output=True, text=True, cwd=cwd,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
     )
 
 

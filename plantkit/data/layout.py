@@ -209,9 +209,7 @@ def open_dataset(
     val_source = "folder"
     if val_from_train is not None:
         if "val" in scanned:
-            raise PlantkitInputError(
-                f"{root} already has a val split; drop --val-from-train"
-            )
+            raise PlantkitInputError(f"{root} already has a val split; drop --val-from-train")
         if not 0.0 < val_from_train < 1.0:
             raise PlantkitInputError(
                 f"--val-from-train must be a fraction between 0 and 1, got {val_from_train}"
@@ -239,8 +237,11 @@ def open_dataset(
                 f"{len(missing)} class(es) in {split} are absent from train: {shown}"
             )
 
-    layout = "plantnet" if any((json_dir / f).is_file() for f in (NAMES_FILE, METADATA_FILE,
-                                                                  CLASS_INDEX_FILE)) else "imagefolder"
+    layout = (
+        "plantnet"
+        if any((json_dir / f).is_file() for f in (NAMES_FILE, METADATA_FILE, CLASS_INDEX_FILE))
+        else "imagefolder"
+    )
     class_names = {}
     if (json_dir / NAMES_FILE).is_file():
         class_names = {str(k): str(v) for k, v in _read_json(json_dir / NAMES_FILE).items()}

@@ -112,4 +112,11 @@ def total_counts(counts: pd.DataFrame) -> pd.Series:
     return counts[[s for s in SPLITS if s in counts.columns]].sum(axis=1)
 
 
-__all__ = ["PROFILES", "SPLITS", "make_profile", "plantnet300k_table", "split_counts", "total_counts"]
+__all__ = [
+    "PROFILES",
+    "SPLITS",
+    "make_profile",
+    "plantnet300k_table",
+    "split_counts",
+    "total_counts",
+]

@@ -1,0 +1,36 @@
+"""The embedded default dataset: a synthetic stand-in generated on first use.
+
+60 species spread over Pl@ntNet-300K's frequency range at a fifth of their real sizes
+(4,469 images of 64 px): small enough for a laptop, long-tailed like the real thing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBEDDED_NAME = "embedded"
+EMBEDDED = {"profile": "plantnet300k", "classes": 60, "scale": 0.2, "image_size": 64, "seed": 0}
+
+
+def embedded_root(artifacts: Path) -> Path:
+    return Path(artifacts) / "data" / EMBEDDED_NAME
+
+
+def embedded_counts():
+    """The embedded dataset's class-count profile."""
+    from plantkit.data.profiles import make_profile
+
+    return make_profile(EMBEDDED["profile"], classes=EMBEDDED["classes"], scale=EMBEDDED["scale"])
+
+
+def ensure_embedded_dataset(artifacts: Path, *, on_image=None) -> Path:
+    """The embedded dataset's root under `artifacts`, generated if it is not there yet."""
+    from plantkit.data.synth import generate_dataset
+
+    root = embedded_root(artifacts)
+    if (root / "images").is_dir():
+        return root
+    counts = embedded_counts()
+    return generate_dataset(
+        root, counts, image_size=EMBEDDED["image_size"], seed=EMBEDDED["seed"], on_image=on_image
+    )

@@ -1,0 +1,236 @@
+"""The synthetic stand-in for Pl@ntNet-300K: drawn plants in the v1.1 folder layout.
+
+`generate_dataset(target, counts)` writes, under `target`:
+
+- `images/{train,val,test}/<species_id>/<image_id>.jpg`
+- `plantnet300K_species_id_2_name.json`: {species_id: name}
+- `plantnet300K_metadata.json`: {image_id: {species_id, split, organ, author, license, obs_id}}
+- `class_idx_to_species_id.json`: {"0": species_id, ...}, class index = rank of the id
+  (numeric order when every id is digits, as in Pl@ntNet-300K, else text order)
+- `synth.json`: the generator's parameters and a summary of the counts
+
+The same counts, image size and seed give byte-identical files. The folder appears only
+once complete (written under a temporary name, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import PIL
+
+from plantkit import __version__
+from plantkit.atomic import atomic_path
+from plantkit.data.drawing import render
+from plantkit.data.profiles import SPLITS
+from plantkit.data.species import Species, make_species_table, stable_int
+from plantkit.errors import PlantkitInputError
+
+MIN_IMAGE_SIZE = 16
+JPEG_QUALITY = 90
+PROGRESS_EVERY = 32
+FORMAT = "plantnet300K-v1.1"
+SPECIES_FILE = "plantnet300K_species_id_2_name.json"
+METADATA_FILE = "plantnet300K_metadata.json"
+CLASS_IDX_FILE = "class_idx_to_species_id.json"
+SYNTH_FILE = "synth.json"
+
+
+def class_order(class_ids: Sequence[str]) -> list[str]:
+    """Class ids in class-index order: numeric if all are digits, else text order."""
+    ids = [str(c) for c in class_ids]
+    if ids and all(c.isdigit() for c in ids):
+        return sorted(ids, key=lambda c: (int(c), c))
+    return sorted(ids)
+
+
+def image_id(seed: int, class_id: str, split: str, index: int) -> str:
+    """A 40-hex-digit id like Pl@ntNet's, unique per (seed, class, split, index)."""
+    return hashlib.sha1(f"plantkit-synth/{seed}/{class_id}/{split}/{index}".encode()).hexdigest()
+
+
+def image_rng(seed: int, class_id: str, split: str, index: int) -> np.random.Generator:
+    """The generator that draws one image: depends on nothing else."""
+    entropy = [int(seed), stable_int(class_id), SPLITS.index(split), int(index)]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def draw_image(sp: Species, seed: int, split: str, index: int, image_size: int) -> bytes:
+    """The JPEG bytes of one image."""
+    img = render(sp, image_rng(seed, sp.class_id, split, index), image_size)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=2, optimize=False)
+    return buf.getvalue()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create `path` (it must not exist) holding `data`; leaner than Path.write_bytes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def dumps(payload) -> str:
+    """Deterministic JSON: sorted keys, fixed separators, UTF-8 text."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _check_counts(counts: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(counts, pd.DataFrame):
+        raise PlantkitInputError("counts must be a profile DataFrame (see make_profile)")
+    missing = [s for s in SPLITS if s not in counts.columns]
+    if missing:
+        raise PlantkitInputError(f"counts lacks the column(s) {', '.join(missing)}")
+    if len(counts) == 0:
+        raise PlantkitInputError("counts has no classes")
+    ids = [str(c) for c in counts.index]
+    if len(set(ids)) != len(ids):
+        raise PlantkitInputError("counts has duplicate class ids")
+    bad = [c for c in ids if not c or c in (".", "..") or "/" in c or "\\" in c]
+    if bad:
+        raise PlantkitInputError(f"class id {bad[0]!r} cannot be a folder name")
+    values = counts[list(SPLITS)]
+    try:
+        ints = values.to_numpy(dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise PlantkitInputError("counts' train/val/test must be integers") from exc
+    if (ints < 0).any() or not np.array_equal(ints, values.to_numpy(dtype=float)):
+        raise PlantkitInputError("counts' train/val/test must be non-negative integers")
+    out = pd.DataFrame(ints, columns=list(SPLITS), index=pd.Index(ids, name="class_id"))
+    names = counts["species_name"] if "species_name" in counts.columns else counts.index
+    out.insert(0, "species_name", [str(n) for n in names])
+    return out.loc[class_order(ids)]
+
+
+def _check_target(target: Path, force: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise PlantkitInputError(f"{target} is a file, not a folder; choose another --out")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise PlantkitInputError(f"{target} is not empty; pass --force to replace it")
+        # --force replaces a generated dataset, never an arbitrary folder (think `--out ~`).
+        if not (target / "synth.json").is_file():
+            raise PlantkitInputError(
+                f"{target} is not empty and holds no synth.json, so it is not a generated "
+                "dataset; --force replaces only those: choose another --out"
+            )
+
+
+def _summary(counts: pd.DataFrame, species: list[Species], image_size: int, seed: int) -> dict:
+    totals = counts[list(SPLITS)].sum(axis=1)
+    organs: dict[str, int] = {}
+    for sp in species:
+        organs[sp.organ] = organs.get(sp.organ, 0) + 1
+    return {
+        "generator": "plantkit.data.synth",
+        "format": FORMAT,
+        "plantkit_version": __version__,
+        # Byte-identical output needs the same drawing and JPEG libraries.
+        "numpy_version": np.__version__,
+        "pillow_version": PIL.__version__,
+        "image_size": int(image_size),
+        "seed": int(seed),
+        "jpeg_quality": JPEG_QUALITY,
+        "classes": len(counts),
+        "genera": len({sp.genus for sp in species}),
+        "organs": organs,
+        "images": {s: int(counts[s].sum()) for s in SPLITS} | {"total": int(totals.sum())},
+        "images_per_class": {
+            "min": int(totals.min()),
+            "median": float(totals.median()),
+            "max": int(totals.max()),
+        },
+    }
+
+
+def generate_dataset(
+    target: str | os.PathLike,
+    counts: pd.DataFrame,
+    *,
+    image_size: int = 64,
+    seed: int = 0,
+    force: bool = False,
+    on_image: Callable[[int], None] | None = None,
+) -> Path:
+    """Draw `counts` images per class and split under `target`; return `target`.
+
+    Refuses a non-empty `target` unless `force` (then it is replaced once the new
+    dataset is complete). `on_image(n)` is called after every few images with the
+    number drawn since the last call.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+        raise PlantkitInputError(f"--image-size must be an integer, got {image_size!r}")
+    if image_size < MIN_IMAGE_SIZE:
+        raise PlantkitInputError(
+            f"--image-size must be at least {MIN_IMAGE_SIZE}, got {image_size}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise PlantkitInputError(f"--seed must be a non-negative integer, got {seed!r}")
+    image_size, seed = int(image_size), int(seed)
+    counts = _check_counts(counts)
+    target = Path(target)
+    _check_target(target, force)
+
+    ids = counts.index.to_list()
+    species = make_species_table(ids, counts["species_name"].to_list())
+    metadata: dict[str, dict] = {}
+    with atomic_path(target, is_dir=True) as tmp:
+        pending = 0
+        for split in SPLITS:
+            for sp, n in zip(species, counts[split].to_list(), strict=True):
+                if n == 0:
+                    continue
+                folder = tmp / "images" / split / sp.class_id
+                folder.mkdir(parents=True)
+                for index in range(n):
+                    iid = image_id(seed, sp.class_id, split, index)
+                    _write_new(
+                        folder / f"{iid}.jpg", draw_image(sp, seed, split, index, image_size)
+                    )
+                    metadata[iid] = {
+                        "species_id": sp.class_id,
+                        "split": split,
+                        "organ": sp.organ,
+                        "author": "plantkit synth",
+                        "license": "cc0",
+                        "obs_id": iid[:20],
+                    }
+                    pending += 1
+                    if on_image is not None and pending >= PROGRESS_EVERY:
+                        on_image(pending)
+                        pending = 0
+        if on_image is not None and pending:
+            on_image(pending)
+        names = dict(zip(ids, counts["species_name"], strict=True))
+        (tmp / SPECIES_FILE).write_text(dumps(names), encoding="utf-8")
+        (tmp / METADATA_FILE).write_text(dumps(metadata), encoding="utf-8")
+        class_idx = {str(i): c for i, c in enumerate(ids)}
+        (tmp / CLASS_IDX_FILE).write_text(dumps(class_idx), encoding="utf-8")
+        summary = _summary(counts, species, image_size, seed)
+        (tmp / SYNTH_FILE).write_text(
+            json.dumps(summary, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+        )
+    return target
+
+
+__all__ = [
+    "CLASS_IDX_FILE",
+    "METADATA_FILE",
+    "SPECIES_FILE",
+    "SYNTH_FILE",
+    "class_order",
+    "draw_image",
+    "generate_dataset",
+    "image_id",
+]
