@@ -1,7 +1,8 @@
 """The embedded default dataset: a synthetic stand-in generated on first use.
 
-60 species spread over Pl@ntNet-300K's frequency range at a fifth of their real sizes
-(4,469 images of 64 px): small enough for a laptop, long-tailed like the real thing.
+60 species spread over Pl@ntNet-300K's frequency range (half of them in pairs of one genus,
+so that some are confusable) at a fifth of their real sizes
+(5,364 images of 64 px): small enough for a laptop, long-tailed like the real thing.
 """
 
 from __future__ import annotations

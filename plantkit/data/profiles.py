@@ -55,6 +55,33 @@ def _pick_spread(order_by_size: np.ndarray, k: int) -> np.ndarray:
     return order_by_size[np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))]
 
 
+def pick_species(totals: np.ndarray, genera: list[str], k: int) -> np.ndarray:
+    """Row indices of k species spread over the frequency range, half of them in genus pairs.
+
+    A plain spread almost never picks two species of one genus, and congeners are where
+    Pl@ntNet-300K's labels are ambiguous; so half the picks are spread anchors and each
+    anchor brings its congener closest in size, when it has one.
+    """
+    totals = np.asarray(totals)
+    by_size = np.argsort(-totals, kind="stable")
+    anchors = _pick_spread(by_size, (k + 1) // 2)
+    chosen = list(anchors)
+    taken = set(chosen)
+    genus_of = np.asarray(genera)
+    for anchor in anchors:
+        if len(chosen) == k:
+            break
+        siblings = [i for i in np.flatnonzero(genus_of == genus_of[anchor]) if i not in taken]
+        if siblings:
+            nearest = min(siblings, key=lambda i: (abs(int(totals[i]) - int(totals[anchor])), i))
+            chosen.append(nearest)
+            taken.add(nearest)
+    if len(chosen) < k:
+        rest = np.array([i for i in by_size if i not in taken])
+        chosen.extend(_pick_spread(rest, k - len(chosen)))
+    return np.sort(np.array(chosen[:k]))
+
+
 def make_profile(
     name: str = "plantnet300k",
     *,
@@ -66,7 +93,8 @@ def make_profile(
     """Class counts for a named profile.
 
     - `plantnet300k`: the real per-species totals, times `scale`; `classes=K` keeps K
-      species spread over the whole frequency range (the long tail stays).
+      species spread over the whole frequency range (the long tail stays), about half of
+      them in pairs of one genus (see `pick_species`).
     - `uniform`: `classes` species of `max_count * scale` images each.
     - `zipf`: `classes` species, the i-th largest with `max_count * scale / i**alpha` images.
     """
@@ -84,8 +112,8 @@ def make_profile(
                 raise PlantkitInputError(
                     f"--classes {classes} exceeds the {len(table)} species of Pl@ntNet-300K"
                 )
-            by_size = np.argsort(-table["count_total"].to_numpy(), kind="stable")
-            table = table.iloc[np.sort(_pick_spread(by_size, classes))]
+            genera = [name.split()[0] for name in table["species_name"]]
+            table = table.iloc[pick_species(table["count_total"].to_numpy(), genera, classes)]
         totals = np.round(table["count_total"].to_numpy() * scale).astype(np.int64)
         # The published test counts hold only for the real sizes.
         test = table["count_test"].to_numpy() if scale == 1.0 else None
