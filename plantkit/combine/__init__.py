@@ -1,0 +1,1 @@
+"""Combinations of stored experts: functions from arrays to arrays."""

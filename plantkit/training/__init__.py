@@ -1,0 +1,1 @@
+"""Training: losses, samplers, optimiser, callbacks and the fit orchestration."""
