@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import plantkit  # noqa: F401 - sets KERAS_BACKEND=torch before any test imports keras
 from pathlib import Path
 
 import pytest
