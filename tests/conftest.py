@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-
-import plantkit  # noqa: F401 - sets KERAS_BACKEND=torch before any test imports keras
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+import plantkit  # noqa: F401 - sets KERAS_BACKEND=torch before any test imports keras
 
 
 def write_image(path: Path, colour=(40, 120, 40), size=(12, 10)) -> Path:
