@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from plantkit import __version__
-from plantkit.commands import data
+from plantkit.commands import data, imports
 from plantkit.commands._cli import err_console, settings
 from plantkit.errors import PlantkitInputError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data.app, name="data")
+app.add_typer(imports.app, name="import")
 
 
 def _version(value: bool) -> None:

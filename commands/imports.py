@@ -1,0 +1,116 @@
+"""`plantkit import`: bring released checkpoints and outside predictions into plantkit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from plantkit.commands._cli import console, print_json, settings
+
+app = typer.Typer(
+    help="Bring released checkpoints and outside predictions into plantkit.",
+    no_args_is_help=True,
+)
+
+
+@app.command("plantnet")
+def plantnet(
+    checkpoint: Path = typer.Argument(
+        ..., help="A released Pl@ntNet-300K checkpoint (torch.save dict: model, optimizer, epoch)."
+    ),
+    arch: str = typer.Option(
+        ..., "--arch", help="Architecture it was trained with, by its Pl@ntNet-300K name "
+        "(resnet18, mobilenet_v3_small, squeezenet, efficientnet_b0 ...)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Expert name, its folder under ARTIFACTS/experts/ "
+        "[default: plantnet300k-ARCH]."
+    ),
+    num_classes: int = typer.Option(1081, "--num-classes", help="Outputs of the checkpoint."),
+    source: str | None = typer.Option(
+        None, "--source", help="Library that builds --arch: timm or torchvision "
+        "[default: as the Pl@ntNet-300K authors did]."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing expert."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Turn a released Pl@ntNet-300K checkpoint into an expert (then `plantkit predict`)."""
+    from plantkit.models.expert import read_expert_json
+    from plantkit.models.plantnet_import import import_plantnet_checkpoint
+
+    folder = import_plantnet_checkpoint(
+        checkpoint, arch, name=name, experts_dir=settings.artifacts_root / "experts",
+        num_classes=num_classes, source=source, overwrite=overwrite,
+    )
+    document = read_expert_json(folder)
+    if as_json:
+        print_json({"expert": folder.name, "folder": folder, "config": document["config"],
+                    "info": document["info"], "origin": document.get("origin", {})})
+        return
+    info = document["info"]
+    epoch = document.get("origin", {}).get("epoch")
+    console.print(
+        f"imported {checkpoint}{f' (epoch {epoch})' if epoch is not None else ''} as expert "
+        f"[bold]{folder.name}[/] in {folder}: {info['params']:,} parameters, "
+        f"{info['gflops']:.2f} GFLOPs per image at {document['config']['input_size']} px",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("logits")
+def logits(
+    expert: str = typer.Option(
+        ..., "--expert", help="Expert name: the store is ARTIFACTS/experts/EXPERT/predictions.h5."
+    ),
+    split: str = typer.Option(
+        ..., "--split", help="Split the predictions are for (val, test ...)."
+    ),
+    logits_file: Path = typer.Option(
+        ..., "--logits", help=".npy array of logits, rows x classes, float16 or float32."
+    ),
+    labels_file: Path = typer.Option(
+        ..., "--labels", help=".npy vector of integer class indices, one per row."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root: class ids, fingerprint, row paths and train counts; "
+        "rows must follow its order (sorted by relative path)."
+    ),
+    classes: Path | None = typer.Option(
+        None, "--classes", help="Class ids without a dataset: class_idx_to_species_id.json-style "
+        "mapping or a text file with one id per line."
+    ),
+    train_counts: Path | None = typer.Option(
+        None, "--train-counts", help="CSV of (class id, train images), header optional: the "
+        "train priors for buckets and logit adjustment (without --data)."
+    ),
+    paths: Path | None = typer.Option(
+        None, "--paths", help="Text file of the rows' image paths, one per line (without --data)."
+    ),
+    dtype: str = typer.Option("float32", "--dtype", help="Stored logits: float32 or float16."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the split if the store already holds it."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Bring logits computed elsewhere (.npy) into an expert's store; repeat to add splits."""
+    from plantkit.logits_import import import_logits
+
+    result = import_logits(
+        settings.artifacts_root, expert=expert, split=split, logits_path=logits_file,
+        labels_path=labels_file, data_root=data, classes_path=classes,
+        train_counts_path=train_counts, paths_path=paths, dtype=dtype, overwrite=overwrite,
+    )
+    if as_json:
+        print_json({"expert": expert, "store": result.store, "split": result.split,
+                    "rows": result.rows, "classes": result.num_classes, "dtype": result.dtype,
+                    "splits": result.splits, "fingerprint": result.fingerprint})
+        return
+    console.print(
+        f"imported {result.rows:,} {result.split} rows x {result.num_classes:,} classes "
+        f"({result.dtype}) into [bold]{expert}[/] at {result.store}; its splits: "
+        f"{', '.join(result.splits)}",
+        highlight=False,
+        soft_wrap=True,
+    )
