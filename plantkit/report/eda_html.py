@@ -7,7 +7,6 @@ embedded as base64 thumbnails. The page is written atomically.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from plantkit.atomic import write_text_atomic
+from plantkit.report.html_page import escape as _e
+from plantkit.report.html_page import figure_html, page_html
 
 SPLITS = ("train", "val", "test")
 SAMPLE_CLASSES = 8
@@ -23,43 +24,17 @@ SAMPLES_PER_CLASS = 3
 THUMB_SIDE = 160
 SPLIT_COLORS = {"train": "#2e7d32", "val": "#f9a825", "test": "#1565c0"}
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
-       color: #222; background: #fafafa; }
-main { max-width: 1200px; margin: 0 auto; padding: 1.5rem 2rem 3rem; }
-h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
-.sub { color: #666; margin-top: 0; }
-.explain { color: #444; max-width: 60rem; }
-table { border-collapse: collapse; margin: 0.8rem 0; background: #fff; }
-th, td { border: 1px solid #ddd; padding: 0.3rem 0.7rem; text-align: right; }
-th { background: #f0f0f0; } td.l, th.l { text-align: left; }
-.cards { display: flex; flex-wrap: wrap; gap: 1rem; margin: 1rem 0; }
-.card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 0.7rem 1rem;
-        min-width: 9rem; }
-.card .v { font-size: 1.5rem; font-weight: 600; } .card .k { color: #666; font-size: 0.85rem; }
-.figure { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 0.5rem; }
+# The shared sheet (html_page.CSS) plus the sample-image grid of this page.
+EDA_CSS = """
 .samples td { vertical-align: top; text-align: left; }
 .samples img { width: 120px; height: 120px; object-fit: cover; border-radius: 4px;
                margin: 0 4px 4px 0; }
 .samples .name { font-size: 0.85rem; max-width: 14rem; }
-.muted { color: #888; font-size: 0.85rem; }
 """
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else _e(value)
-
-
-def _figure_html(fig, first: bool) -> str:
-    return fig.to_html(
-        full_html=False,
-        include_plotlyjs=True if first else False,
-        config={"displaylogo": False, "responsive": True},
-    )
 
 
 def _counts_figure(summary: dict[str, Any]):
@@ -300,7 +275,7 @@ def build_eda_html(
 ) -> str:
     """The report page as a string (see `write_eda_html`)."""
     figs = [_counts_figure(summary), _cumulative_figure(summary)]
-    fig_html = [_figure_html(f, first=(i == 0)) for i, f in enumerate(figs)]
+    fig_html = [figure_html(f, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
     info = summary.get("dataset") or {}
     dataset_line = ""
     if info:
@@ -330,13 +305,7 @@ def build_eda_html(
                 "The same samples augmented",
                 "The images above after the training augmentation (one random draw each).",
             )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>plantkit dataset analysis: {_e(summary["source"])}</title>
-<style>{CSS}</style></head>
-<body><main>
-<h1>Dataset analysis</h1>
+    body = f"""<h1>Dataset analysis</h1>
 <p class="sub">{_e(summary["source"])}</p>
 {dataset_line}
 {_cards(summary)}
@@ -351,8 +320,10 @@ deciles: the number of classes whose cumulative share is still at or below 10 %,
 <div class="figure">{fig_html[1]}</div>
 {_splits_section(summary)}
 {samples}
-</main></body></html>
 """
+    return page_html(
+        f"plantkit dataset analysis: {summary['source']}", body, extra_css=EDA_CSS
+    )
 
 
 def write_eda_html(
