@@ -70,6 +70,16 @@ def _embedded_dataset(quiet: bool) -> Path:
         return ensure_embedded_dataset(settings.artifacts_root, on_image=advance)
 
 
+def _rare_augmentation_preview(seed: int):
+    """PIL -> PIL: the --augment-below augmentation, one seeded draw per sample shown."""
+    from itertools import count
+
+    from plantkit.data.transforms import augment_preview
+
+    draws = count(seed)
+    return lambda image: augment_preview(image, next(draws))
+
+
 @app.command()
 def inspect(
     root: Path | None = typer.Argument(
@@ -126,7 +136,7 @@ def inspect(
     if html is not None:
         from plantkit.report.eda_html import write_eda_html
 
-        write_eda_html(html, summary, dataset=dataset)
+        write_eda_html(html, summary, dataset=dataset, augment=_rare_augmentation_preview(seed))
     if as_json:
         print_json(summary)
     else:

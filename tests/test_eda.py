@@ -386,9 +386,9 @@ def test_cli_dataset_root_with_html(plantnet_root, tmp_path):
     assert payload["dataset"]["skipped_non_images"]["train"] == 1
     assert payload["class_sizes"]["max_class"]["species_name"] == "Lactuca virosa L."
     page = html.read_text(encoding="utf-8")
-    assert (
-        page.count('<img src="data:image/jpeg;base64,') == (3 + 2 + 3) + 3 + 3
-    )  # <= 3 per class and split
+    # <= 3 per class and split, then the same samples through the --augment-below augmentation.
+    assert page.count('<img src="data:image/jpeg;base64,') == 2 * ((3 + 2 + 3) + 3 + 3)
+    assert "The same samples augmented" in page
     _no_network(page)
     assert sorted(p.name for p in html.parent.iterdir()) == ["eda.html"]
 

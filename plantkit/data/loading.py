@@ -1,0 +1,349 @@
+"""Batches of a dataset split for training and prediction: torch DataLoader, deterministic.
+
+Order and augmentation depend only on (seed, epoch): the sampler, in the main process,
+pairs every row of the epoch with a seed for its random transforms, and the worker that
+draws the row seeds torch's RNG with it. So the batches are the same with any number of
+workers, with persistent workers, and in a run resumed at that epoch.
+
+A corrupt image is skipped, not fatal: the dataset returns a CorruptImage in its place,
+the collate function drops it from the batch and passes it on, and the loader counts it
+in a CorruptImageTally (in the main process, so the count is whole whatever the workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import (
+    DataLoader,
+    RandomSampler,
+    Sampler,
+    WeightedRandomSampler,
+    default_collate,
+)
+from torch.utils.data import Dataset as TorchDataset
+
+from plantkit.data.decode import open_image
+from plantkit.data.layout import Dataset
+from plantkit.data.transforms import (
+    TransformSpec,
+    eval_transform,
+    seeded_cpu_rng,
+    train_transform,
+)
+from plantkit.errors import PlantkitInputError
+
+SAMPLERS = ("none", "inverse")
+MAX_CORRUPT_FRACTION = 0.01
+MIN_SEEN_BEFORE_CHECK = 100  # below this, only the end of a pass is checked
+MID_PASS_P = 1e-6
+FILES_NAMED = 3
+
+
+@dataclass(frozen=True)
+class CorruptImage:
+    """Stands in a batch for an image that did not decode."""
+
+    row: int
+    path: str
+    error: str
+
+
+class Batch(NamedTuple):
+    """What the collate function hands from a worker to the loader."""
+
+    images: torch.Tensor | None  # None when every image of the batch was corrupt
+    labels: torch.Tensor | None
+    rows: torch.Tensor | None
+    corrupt: list[CorruptImage]
+
+
+class CorruptImageTally:
+    """Images read and corrupt images skipped, over every pass of the loaders that share it.
+
+    Raises PlantkitInputError when more than `max_fraction` of the images read are corrupt:
+    at the end of a pass, or mid-pass (after `min_seen` images) as soon as the count is
+    too high to come from a fraction <= `max_fraction` (binomial tail < `mid_pass_p`).
+    A plain mid-pass fraction would stop runs by mistake: shuffling bunches corrupt files,
+    and two in the first 100 images of a set with 0.8 % is a one-in-five event.
+    """
+
+    def __init__(
+        self,
+        max_fraction: float = MAX_CORRUPT_FRACTION,
+        min_seen: int = MIN_SEEN_BEFORE_CHECK,
+        mid_pass_p: float = MID_PASS_P,
+    ) -> None:
+        self.max_fraction = max_fraction
+        self.min_seen = min_seen
+        self.mid_pass_p = mid_pass_p
+        self.seen = 0
+        self.corrupt = 0
+        self.errors: dict[str, str] = {}  # path -> decoder message, first occurrence
+
+    def record(self, n_read: int, corrupt: Sequence[CorruptImage]) -> None:
+        """Count `n_read` images read, `corrupt` among them."""
+        self.seen += n_read
+        self.corrupt += len(corrupt)
+        for item in corrupt:
+            self.errors.setdefault(item.path, item.error)
+
+    def check(self, *, end_of_pass: bool = False) -> None:
+        """Raise if too many of the images read so far are corrupt."""
+        if self.corrupt <= self.max_fraction * self.seen:
+            return
+        if not end_of_pass:
+            if self.seen < self.min_seen:
+                return
+            from scipy.stats import binom  # only reached with corrupt files: import lazily
+
+            if binom.sf(self.corrupt - 1, self.seen, self.max_fraction) > self.mid_pass_p:
+                return
+        named = list(self.errors.items())[:FILES_NAMED]
+        shown = "; ".join(f"{path} ({error})" for path, error in named)
+        more = f" and {len(self.errors) - len(named)} more" if len(self.errors) > len(named) else ""
+        raise PlantkitInputError(
+            f"{self.corrupt} of {self.seen} images read are corrupt, more than "
+            f"{self.max_fraction:.0%}: {shown}{more}; list them all with `plantkit data "
+            "inspect ROOT --verify`, then remove or replace them"
+        )
+
+
+def inverse_frequency_sampler(
+    labels: np.ndarray,
+    *,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> WeightedRandomSampler:
+    """Rows drawn with replacement, weight 1/(images of its class): every class equally likely.
+
+    `num_samples` defaults to the number of rows (one epoch = the split's size).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels)
+    weights = torch.from_numpy(1.0 / counts[labels])
+    return WeightedRandomSampler(
+        weights,
+        num_samples=len(labels) if num_samples is None else num_samples,
+        replacement=True,
+        generator=generator,
+    )
+
+
+class EpochSampler(Sampler):
+    """Yields (row, draw seed) for one epoch; order and seeds are fixed by (seed, epoch).
+
+    `order` is "shuffle" (a permutation) or "inverse" (inverse_frequency_sampler).
+    """
+
+    def __init__(self, labels: np.ndarray, *, order: str, seed: int, epoch: int) -> None:
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.order = order
+        self.seed = seed
+        self.epoch = epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order_entropy, draw_entropy = np.random.SeedSequence([self.seed, self.epoch]).spawn(2)
+        generator = torch.Generator().manual_seed(
+            int(order_entropy.generate_state(1, np.uint64)[0])
+        )
+        if self.order == "inverse":
+            rows = inverse_frequency_sampler(self.labels, generator=generator)
+        else:
+            rows = RandomSampler(range(len(self.labels)), generator=generator)
+        draw_seeds = draw_entropy.generate_state(len(self), np.uint32).tolist()
+        return iter(zip(list(rows), draw_seeds, strict=True))
+
+
+class ImageDataset(TorchDataset):
+    """One split's images as (float32 3 x crop x crop, label, row), or a CorruptImage.
+
+    Indexed by row, or by (row, draw seed) to fix the random transforms. With
+    `augment_below`, classes with fewer TRAIN images than that get rare_augmentation()
+    before the standard transform (training only).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        split: str,
+        *,
+        spec: TransformSpec,
+        train: bool,
+        augment_below: int | None = None,
+        draft: bool = True,
+    ) -> None:
+        self.images_dir = dataset.images_dir
+        # Fixed-width bytes, not a list of str: forked workers that touch Python objects
+        # copy their pages (reference counts), a numpy buffer stays shared.
+        self.paths = np.array([p.encode() for p in dataset.splits[split].paths])
+        self.labels = dataset.splits[split].labels.astype(np.int64)
+        self.min_side = spec.resize if draft else None
+        self.transform = train_transform(spec) if train else eval_transform(spec)
+        self.augmented_classes: frozenset[int] = frozenset()
+        self.rare_transform = None
+        if train and augment_below is not None:
+            train_counts = np.bincount(dataset.splits["train"].labels,
+                                       minlength=dataset.num_classes)
+            self.augmented_classes = frozenset(
+                np.flatnonzero(train_counts < augment_below).tolist())
+            self.rare_transform = train_transform(spec, rare=True)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def path(self, row: int) -> str:
+        return str(self.images_dir / self.paths[row].decode())
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        row, draw_seed = key if isinstance(key, tuple) else (key, None)
+        label = int(self.labels[row])
+        try:
+            image = open_image(self.path(row), min_side=self.min_side)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means a corrupt file
+            return CorruptImage(row, self.path(row), f"{type(exc).__name__}: {exc}")
+        transform = self.rare_transform if label in self.augmented_classes else self.transform
+        if draw_seed is None:
+            return transform(image), label, row
+        # Restored afterwards: with workers=0 this runs in the training process.
+        with seeded_cpu_rng(draw_seed):
+            return transform(image), label, row
+
+
+def collate_skipping_corrupt(samples: list) -> Batch:
+    """Stack the decoded samples; pass the corrupt ones on for counting."""
+    corrupt = [s for s in samples if isinstance(s, CorruptImage)]
+    good = [s for s in samples if not isinstance(s, CorruptImage)]
+    if not good:
+        return Batch(None, None, None, corrupt)
+    images, labels, rows = default_collate(good)
+    return Batch(images, labels, rows, corrupt)
+
+
+class ImageLoader:
+    """Iterates (images float32 N x 3 x crop x crop, labels int64 N, rows int64 N) batches.
+
+    Each pass is one epoch and advances the epoch by one, so a loader made for epoch e
+    gives epochs e, e+1, ... (keeping persistent workers); set_epoch() picks any.
+    `rows` index the split's row order. `epoch_corrupt` counts the corrupt images skipped
+    in the latest pass.
+    """
+
+    def __init__(self, loader: DataLoader, tally: CorruptImageTally, epoch: int) -> None:
+        self.loader = loader
+        self.dataset: ImageDataset = loader.dataset
+        self.tally = tally
+        self.epoch = epoch
+        self.epoch_corrupt = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def num_images(self) -> int:
+        """Images drawn per pass (corrupt ones included)."""
+        return len(self.loader.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        sampler = self.loader.sampler
+        if isinstance(sampler, EpochSampler):
+            sampler.set_epoch(self.epoch)
+        self.epoch += 1
+        self.epoch_corrupt = 0
+        for batch in self.loader:
+            n_good = 0 if batch.images is None else len(batch.images)
+            self.tally.record(n_good + len(batch.corrupt), batch.corrupt)
+            self.epoch_corrupt += len(batch.corrupt)
+            self.tally.check()
+            if n_good:
+                yield batch.images, batch.labels, batch.rows
+        self.tally.check(end_of_pass=True)
+
+
+def make_loader(
+    dataset: Dataset,
+    split: str,
+    *,
+    spec: TransformSpec,
+    train: bool,
+    batch_size: int = 32,
+    workers: int = 2,
+    sampler: str = "none",
+    augment_below: int | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    tally: CorruptImageTally | None = None,
+    draft: bool = True,
+) -> ImageLoader:
+    """A loader over `split`: shuffled (or `sampler="inverse"`) when `train`, else in row order.
+
+    `train` also selects the random crop and, with `augment_below`, the rare-species
+    augmentation. `draft`: decode JPEGs at reduced scale (see decode.open_image).
+    """
+    _check_options(dataset, split, train, batch_size, workers, sampler, augment_below, seed, epoch)
+    image_dataset = ImageDataset(
+        dataset, split, spec=spec, train=train, augment_below=augment_below, draft=draft
+    )
+    if train:
+        order = "inverse" if sampler == "inverse" else "shuffle"
+        row_sampler = EpochSampler(image_dataset.labels, order=order, seed=seed, epoch=epoch)
+    else:
+        row_sampler = None  # sequential: the split's row order
+    loader = DataLoader(
+        image_dataset,
+        batch_size=batch_size,
+        sampler=row_sampler,
+        num_workers=workers,
+        collate_fn=collate_skipping_corrupt,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        # Only the workers' own base seeds come from here; transforms use the draw seeds.
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+    )
+    return ImageLoader(loader, tally if tally is not None else CorruptImageTally(), epoch)
+
+
+def _check_options(
+    dataset: Dataset,
+    split: str,
+    train: bool,
+    batch_size: int,
+    workers: int,
+    sampler: str,
+    augment_below: int | None,
+    seed: int,
+    epoch: int,
+) -> None:
+    if split not in dataset.splits:
+        raise PlantkitInputError(
+            f"unknown split {split!r}: {dataset.root} has {', '.join(dataset.splits)}"
+        )
+    if len(dataset.splits[split]) == 0:
+        raise PlantkitInputError(f"split {split!r} of {dataset.root} has no images")
+    if batch_size < 1:
+        raise PlantkitInputError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise PlantkitInputError(f"--workers must be 0 or more, got {workers}")
+    if sampler not in SAMPLERS:
+        raise PlantkitInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if sampler != "none" and not train:
+        raise PlantkitInputError(
+            f"--sampler {sampler} applies to training; evaluation reads rows in order"
+        )
+    if augment_below is not None and augment_below < 1:
+        raise PlantkitInputError(f"--augment-below must be at least 1, got {augment_below}")
+    if seed < 0 or epoch < 0:
+        raise PlantkitInputError(f"--seed and the epoch must be 0 or more, got {seed} and {epoch}")
