@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from plantkit.commands._cli import console, err_console, print_json, settings
 
+from plantkit.commands._cli import console, err_console, print_json, settings
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
