@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from plantkit import __version__
-from plantkit.commands import data, imports, report
+from plantkit.commands import data, imports, predict, report, train
 from plantkit.commands._cli import err_console, settings
 from plantkit.errors import PlantkitInputError
 
@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(imports.app, name="import")
+app.command("train")(train.train)
+app.command("predict")(predict.predict)
 app.command("report")(report.report)
 
 

@@ -1,0 +1,149 @@
+"""`plantkit train`: train an expert with the Pl@ntNet-300K recipe and the rare-species options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from plantkit.commands._cli import console, fail, print_json, settings
+from plantkit.errors import PlantkitInputError
+
+
+def train(
+    ctx: typer.Context,
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root \\[default: the embedded stand-in, made on first use]."
+    ),
+    arch: str | None = typer.Option(
+        None, "--arch", help="Architecture: any timm name or a Pl@ntNet-300K one \\[default: "
+        "resnet18, or the --init-from expert's]."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Expert name, its folder under ARTIFACTS/experts \\[default: arch]."
+    ),
+    pretrained: bool = typer.Option(
+        False, "--pretrained", help="Start from ImageNet weights in the local timm/torch cache."
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Start from a weights file (state_dict or checkpoint, e.g. "
+        "ImageNet's); a classifier for another number of classes is replaced."
+    ),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="Continue training a plantkit expert folder or a released "
+        "Pl@ntNet-300K checkpoint (same classes)."
+    ),
+    epochs: int = typer.Option(30, "--epochs", help="Epochs to train."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
+    lr: float = typer.Option(0.01, "--lr", help="Initial learning rate."),
+    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
+    nesterov: bool = typer.Option(True, "--nesterov/--no-nesterov", help="Nesterov momentum."),
+    weight_decay: float = typer.Option(
+        1e-4, "--weight-decay", help="L2 weight decay, added to the gradients as torch SGD does."
+    ),
+    milestones: str = typer.Option(
+        "20,25", "--milestones", help="Epochs (0-based) at whose start the rate is multiplied "
+        "by --gamma, comma-separated."
+    ),
+    gamma: float = typer.Option(0.1, "--gamma", help="Learning-rate factor at each milestone."),
+    resize: int = typer.Option(256, "--resize", help="Shorter image side before cropping."),
+    crop: int = typer.Option(224, "--crop", help="Side of the square crop the model sees."),
+    augment_below: int | None = typer.Option(
+        None, "--augment-below", help="Extra augmentation for species with fewer train images."
+    ),
+    sampler: str = typer.Option(
+        "none", "--sampler", help="none, or inverse: draw images with weight 1/n per species."
+    ),
+    loss: str = typer.Option(
+        "ce", "--loss", help="ce, or weighted: cross-entropy with balanced class weights."
+    ),
+    amp: bool = typer.Option(False, "--amp", help="bfloat16 autocast and channels_last on CUDA."),
+    seed: int = typer.Option(0, "--seed", help="Seed of shuffling, augmentation and dropout."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Image-loading processes \\[default: up to 4, one per core]."
+    ),
+    features: bool = typer.Option(
+        False, "--features", help="Also store penultimate features (for the router)."
+    ),
+    dtype: str = typer.Option("float32", "--dtype", help="Stored logits: float32 or float16."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run exactly."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing expert."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train an expert (SGD, lr 0.01 x0.1 at epochs 20 and 25, 30 epochs) and store its
+    val and test predictions."""
+    from plantkit.training.fit import TrainConfig, TrainingDiverged, train_expert
+
+    config = TrainConfig(
+        data=None if data is None else str(data), arch=arch, name=name, pretrained=pretrained,
+        weights=None if weights is None else str(weights),
+        init_from=None if init_from is None else str(init_from), epochs=epochs,
+        batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, milestones=_parse_milestones(milestones), gamma=gamma,
+        resize=resize, crop=crop, augment_below=augment_below, sampler=sampler, loss=loss,
+        amp=amp, seed=seed, features=features, predict_dtype=dtype, resume=resume,
+        overwrite=overwrite,
+    )
+    if workers is not None:
+        config.workers = workers
+    given = _given_options(ctx)
+    try:
+        run_dir = train_expert(config, artifacts=settings.artifacts_root, quiet=quiet,
+                               given=given)
+    except TrainingDiverged as exc:
+        raise fail(str(exc), code=1) from None
+    summary = _summary(run_dir)
+    if as_json:
+        print_json(summary)
+    elif not quiet:
+        console.print(
+            f"expert [bold]{summary['name']}[/]: best epoch {summary['best_epoch'] + 1}, "
+            f"val top-1 {100 * summary['val_top1']:.2f}%, test top-1 "
+            f"{100 * summary['test_top1']:.2f}% -> {run_dir}",
+            highlight=False,
+        )
+
+
+# TrainConfig field -> the option's parameter name here (they differ only for --dtype).
+_FIELD_OF_PARAMETER = {"dtype": "predict_dtype"}
+
+
+def _given_options(ctx: typer.Context) -> set[str]:
+    """TrainConfig fields set on the command line (or by environment), not left at defaults."""
+    given = set()
+    for parameter in ctx.command.params:
+        # By name: Typer vendors its own click, whose enum is not click's.
+        source = ctx.get_parameter_source(parameter.name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            given.add(_FIELD_OF_PARAMETER.get(parameter.name, parameter.name))
+    return given
+
+
+def _parse_milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise PlantkitInputError(
+            f"--milestones {text!r} is not a comma-separated list of epochs (e.g. 20,25)"
+        ) from None
+
+
+def _summary(run_dir: Path) -> dict:
+    import numpy as np
+
+    from plantkit.store import STORE_FILENAME, open_store
+    from plantkit.training.callbacks import read_best
+    from plantkit.training.fit import CHECKPOINTS_DIR
+
+    best = read_best(run_dir / CHECKPOINTS_DIR / "best")
+    summary = {"name": run_dir.name, "directory": str(run_dir), "best_epoch": best["epoch"],
+               "val_top1": best["value"]}
+    with open_store(run_dir / STORE_FILENAME) as store:
+        for split in store.splits:
+            hits = [np.argmax(chunk, axis=1) for _, chunk in store.iter_logits(split)]
+            predicted = np.concatenate(hits) if hits else np.zeros(0, dtype=int)
+            labels = store.labels(split)
+            summary[f"{split}_top1"] = float((predicted == labels).mean()) if len(labels) else 0.0
+    return summary
+

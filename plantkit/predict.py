@@ -1,0 +1,218 @@
+"""Predict dataset splits with an expert into its HDF5 store, batch by batch.
+
+Outputs go straight from each batch into the store's preallocated datasets: memory stays
+at one batch whatever the split's size (Keras's `model.predict` would hold every output).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from plantkit.errors import PlantkitInputError
+
+# The eval transform of the Pl@ntNet-300K recipe resizes to 256 and centre-crops 224.
+RESIZE_RATIO = 256 / 224
+
+
+def default_resize(crop: int) -> int:
+    """The resize that goes with `crop` in the recipe's proportions (224 -> 256)."""
+    return int(round(crop * RESIZE_RATIO))
+
+
+def expert_transform_spec(expert, resize: int):
+    """The transform settings for `expert`: resize, crop to its input size, its normalisation."""
+    from plantkit.data.transforms import TransformSpec
+
+    config = expert.config
+    return TransformSpec(resize=int(resize), crop=int(config["input_size"]),
+                         mean=tuple(config["mean"]), std=tuple(config["std"]))
+
+
+def predict_to_store(
+    expert,
+    dataset,
+    splits: Sequence[str],
+    store_path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    features: bool = False,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    workers: int = 2,
+    resize: int | None = None,
+    append: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> Path:
+    """Write `expert`'s logits (and with `features` its penultimate features) for `splits`.
+
+    The store is named `name` (default: the folder holding `store_path`) and is written to a
+    temporary file renamed into place at the end: an error leaves any earlier store as it
+    was. `append` keeps the earlier store's other splits. The eval transform is resize
+    (default: `default_resize` of the expert's input size) then centre crop to the input size,
+    with the expert's normalisation. `on_batch(n)` is called with each batch's size.
+    """
+    from plantkit.data.loading import make_loader
+    from plantkit.store import StoreWriter
+
+    store_path = Path(store_path)
+    unknown = [s for s in splits if s not in dataset.splits]
+    if unknown:
+        raise PlantkitInputError(
+            f"split {unknown[0]!r} is not in the dataset at {dataset.root}: use "
+            f"{', '.join(dataset.splits)}"
+        )
+    num_classes = expert.config["num_classes"]
+    if num_classes != dataset.num_classes:
+        raise PlantkitInputError(
+            f"the expert has {num_classes:,} classes but the dataset at {dataset.root} has "
+            f"{dataset.num_classes:,}"
+        )
+    spec = expert_transform_spec(expert, resize or default_resize(expert.config["input_size"]))
+    info = expert.info
+    attrs = {"architecture": expert.config["arch"], "source": expert.config["source"],
+             "params": int(info["params"]), "gflops": float(info["gflops"]),
+             "input_size": int(spec.crop), "resize": int(spec.resize)}
+    train_counts = np.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
+    with StoreWriter(store_path, name=name or store_path.parent.name, kind="expert",
+                     class_ids=list(dataset.class_ids), fingerprint=dataset.fingerprint,
+                     attrs=attrs, train_counts=train_counts, append=append) as writer:
+        for split in splits:
+            rows = dataset.splits[split]
+            loader = make_loader(dataset, split, spec=spec, train=False, batch_size=batch_size,
+                                 workers=workers)
+            out = writer.create_split(split, n_rows=len(rows), num_classes=num_classes,
+                                      dtype=dtype,
+                                      feature_dim=info["feature_dim"] if features else None)
+            predicted = np.zeros(len(rows), dtype=bool)
+            for images, _labels, indices in loader:
+                logits, feats = expert.predict_batch(images, features=features)
+                indices = np.asarray(indices)
+                _write_rows(out, rows, indices, logits, feats)
+                predicted[indices] = True
+                if on_batch is not None:
+                    on_batch(len(indices))
+            if not predicted.all():
+                missing = [rows.paths[i] for i in np.flatnonzero(~predicted)[:3]]
+                raise PlantkitInputError(
+                    f"{int((~predicted).sum())} image(s) of the {split} split could not be "
+                    f"decoded ({', '.join(missing)} ...); no predictions were stored: repair or "
+                    "remove them"
+                )
+    return store_path
+
+
+def _write_rows(out, rows, indices: np.ndarray, logits, feats) -> None:
+    """Write a batch whose row indices may have gaps (skipped images) as contiguous runs."""
+    logits = logits.float().cpu().numpy()
+    labels = rows.labels[indices]
+    feats = None if feats is None else feats.float().cpu().numpy()
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    for run in np.split(np.arange(len(indices)), breaks):
+        if not len(run):
+            continue
+        first = int(indices[run[0]])
+        out.write(first, logits[run], labels[run],
+                  [rows.paths[i] for i in indices[run]],
+                  None if feats is None else feats[run])
+
+
+def predict_expert(
+    expert_dir: str | os.PathLike,
+    splits: Sequence[str] = ("val", "test"),
+    *,
+    data: str | os.PathLike | None = None,
+    artifacts: str | os.PathLike | None = None,
+    features: bool = False,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    workers: int = 2,
+    on_batch: Callable[[int], None] | None = None,
+) -> Path:
+    """Recompute the predictions of the expert in `expert_dir` into its store; return the store.
+
+    See `load_for_prediction` for the dataset chosen and refused. Other splits already in
+    the store are kept.
+    """
+    from plantkit.store import STORE_FILENAME
+
+    expert, dataset, resize = load_for_prediction(expert_dir, data=data, artifacts=artifacts)
+    return predict_to_store(
+        expert, dataset, splits, Path(expert_dir) / STORE_FILENAME, name=Path(expert_dir).name,
+        features=features, dtype=dtype, batch_size=batch_size, workers=workers, resize=resize,
+        append=True, on_batch=on_batch,
+    )
+
+
+def load_for_prediction(
+    expert_dir: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    artifacts: str | os.PathLike | None = None,
+):
+    """(expert, dataset, resize) for predicting with the expert in `expert_dir`.
+
+    The dataset is `data`, else the one the expert was trained on, else the embedded
+    stand-in under `artifacts`; one whose fingerprint or class ids differ from those the
+    expert records is refused. `resize` is the training run's (None if unknown).
+    """
+    from plantkit.data.layout import open_dataset
+    from plantkit.models.expert import load_expert, read_expert_json
+
+    expert_dir = Path(expert_dir)
+    if not expert_dir.is_dir():
+        raise PlantkitInputError(f"no expert folder {expert_dir}: train or import it first")
+    document = read_expert_json(expert_dir)
+    training = _training_record(expert_dir)
+    if data is None and training is not None:
+        data = training["dataset"]["root"]
+    if data is None:
+        from plantkit.data.embedded import ensure_embedded_dataset
+        from plantkit.paths import artifacts_root
+
+        data = ensure_embedded_dataset(artifacts_root(artifacts))
+    dataset = open_dataset(data)
+    _check_dataset_matches(expert_dir.name, document, dataset)
+    resize = training["config"]["resize"] if training is not None else None
+    return load_expert(expert_dir), dataset, resize
+
+
+def _training_record(expert_dir: Path) -> dict | None:
+    """The train_config.json that `plantkit train` leaves in an expert folder, if any."""
+    import json
+
+    from plantkit.training.fit import TRAIN_CONFIG_FILE
+
+    path = expert_dir / TRAIN_CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PlantkitInputError(f"cannot read {path}: {exc}") from exc
+
+
+def _check_dataset_matches(name: str, document: dict, dataset) -> None:
+    fingerprint = document.get("fingerprint")
+    if fingerprint is not None and fingerprint != dataset.fingerprint:
+        raise PlantkitInputError(
+            f"the dataset at {dataset.root} (fingerprint {dataset.fingerprint}) is not the one "
+            f"expert {name} was trained on (fingerprint {fingerprint}); pass --data with that "
+            "dataset"
+        )
+    class_ids = document.get("class_ids")
+    if class_ids is not None and list(class_ids) != list(dataset.class_ids):
+        raise PlantkitInputError(
+            f"the dataset at {dataset.root} has other class ids than expert {name} "
+            f"({dataset.num_classes:,} vs {len(class_ids):,} classes); use a dataset of the "
+            "expert's classes"
+        )
+    num_classes = document["config"]["num_classes"]
+    if num_classes != dataset.num_classes:
+        raise PlantkitInputError(
+            f"expert {name} has {num_classes:,} classes but the dataset at {dataset.root} has "
+            f"{dataset.num_classes:,}"
+        )

@@ -1,0 +1,478 @@
+"""Train an expert: the Pl@ntNet-300K recipe with Keras `fit`, then predict val and test.
+
+The run folder ARTIFACTS/experts/<name>/ holds, while training:
+
+- `train_config.json`: the TrainConfig and the dataset's fingerprint and class ids,
+- `history.csv`: one row per epoch,
+- `checkpoints/best/`, `checkpoints/last/`: expert folders (see plantkit.training.callbacks),
+
+and once training has finished, the expert itself (`expert.json`, `weights.pt`: the
+best epoch by val top-1, as the dataset authors kept it) and its `predictions.h5`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plantkit  # noqa: F401  (sets the torch backend before keras is imported)
+
+import keras  # isort: skip
+
+from plantkit.atomic import write_text_atomic
+from plantkit.data.loading import SAMPLERS
+from plantkit.errors import PlantkitInputError
+from plantkit.paths import artifacts_root
+
+DEFAULT_ARCH = "resnet18"
+LOSSES = ("ce", "weighted")
+TRAIN_CONFIG_FILE = "train_config.json"
+HISTORY_FILE = "history.csv"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; the defaults are the Pl@ntNet-300K authors' recipe."""
+
+    data: str | None = None  # dataset root; None: the embedded stand-in
+    arch: str | None = None  # None: resnet18, or the architecture of the --init-from expert
+    name: str | None = None  # None: the architecture
+    pretrained: bool = False  # timm/torchvision ImageNet weights from the local cache
+    weights: str | None = None  # a weights file to start from; another head is replaced
+    init_from: str | None = None  # a plantkit expert folder or a Pl@ntNet-300K checkpoint
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4  # coupled L2, as torch.optim.SGD
+    milestones: tuple[int, ...] = (20, 25)
+    gamma: float = 0.1
+    resize: int = 256
+    crop: int = 224
+    augment_below: int | None = None
+    sampler: str = "none"
+    loss: str = "ce"
+    amp: bool = False
+    seed: int = 0
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    features: bool = False  # store penultimate features with the final predictions
+    predict_dtype: str = "float32"
+    resume: bool = False
+    overwrite: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        config = cls(**{k: v for k, v in values.items() if k in known})
+        config.milestones = tuple(config.milestones)
+        return config
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
+
+
+# Options that may differ between an interrupted run and its --resume: they change how the
+# run is executed or what is stored at the end, not what is learnt.
+RESUMABLE_CHANGES = frozenset(
+    {"data", "epochs", "workers", "features", "predict_dtype", "resume", "overwrite"}
+)
+# Options whose None means "work it out" (the run records the outcome).
+DERIVED_WHEN_UNSET = frozenset({"arch", "name"})
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check ranges and choices up front, before any file is touched."""
+    def positive(name, value):
+        if value is None or value <= 0:
+            raise PlantkitInputError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+    for name in ("epochs", "batch_size", "lr", "resize", "crop"):
+        positive(name, getattr(config, name))
+    if config.crop > config.resize:
+        raise PlantkitInputError(
+            f"--crop {config.crop} is larger than --resize {config.resize}: the crop is cut "
+            "out of the resized image"
+        )
+    if not 0.0 <= config.momentum < 1.0:
+        raise PlantkitInputError(f"--momentum must be in [0, 1), got {config.momentum}")
+    if config.nesterov and config.momentum == 0.0:
+        raise PlantkitInputError("Nesterov momentum needs --momentum > 0 (or --no-nesterov)")
+    if config.weight_decay < 0:
+        raise PlantkitInputError(f"--weight-decay must be >= 0, got {config.weight_decay}")
+    if not 0.0 < config.gamma <= 1.0:
+        raise PlantkitInputError(f"--gamma must be in (0, 1], got {config.gamma}")
+    if any(m < 1 for m in config.milestones):
+        raise PlantkitInputError(f"--milestones must be epochs >= 1, got {config.milestones}")
+    if config.augment_below is not None and config.augment_below < 1:
+        raise PlantkitInputError(f"--augment-below must be >= 1, got {config.augment_below}")
+    if config.sampler not in SAMPLERS:
+        raise PlantkitInputError(
+            f"--sampler {config.sampler!r} is unknown: use {' or '.join(SAMPLERS)}"
+        )
+    if config.loss not in LOSSES:
+        raise PlantkitInputError(f"--loss {config.loss!r} is unknown: use {' or '.join(LOSSES)}")
+    if config.workers < 0:
+        raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
+    if config.resume and config.overwrite:
+        raise PlantkitInputError("pass --resume or --overwrite, not both")
+    starts = [f"--{name.replace('_', '-')}" for name in ("pretrained", "weights", "init_from")
+              if getattr(config, name)]
+    if len(starts) > 1:
+        raise PlantkitInputError(
+            f"pass only one of {', '.join(starts)}: each sets the starting weights"
+        )
+    if config.predict_dtype not in ("float32", "float16"):
+        raise PlantkitInputError(
+            f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"
+        )
+    if config.weights is not None and not Path(config.weights).is_file():
+        raise PlantkitInputError(f"--weights {config.weights} is not a file")
+    if config.init_from is not None and not Path(config.init_from).exists():
+        raise PlantkitInputError(
+            f"--init-from {config.init_from} does not exist: give a plantkit expert folder "
+            "or a Pl@ntNet-300K checkpoint file"
+        )
+    return config
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the checkpoints of the last good epoch are kept."""
+
+
+def train_expert(
+    config: TrainConfig,
+    *,
+    artifacts: str | os.PathLike | None = None,
+    quiet: bool = False,
+    given: set[str] | None = None,
+    callbacks: list[keras.callbacks.Callback] | tuple = (),
+) -> Path:
+    """Train an expert as `config` says and predict val and test; return its folder.
+
+    `given` names the options the user set explicitly; on --resume, those that differ from
+    the interrupted run's are refused (None: compare every option). `callbacks` are extra
+    Keras callbacks, run after plantkit's.
+    """
+    from plantkit.store import check_name
+
+    artifacts = artifacts_root(artifacts)
+    config = validate(dataclasses.replace(config))
+    run_dir = _run_dir(artifacts, config)
+    config.name = check_name(run_dir.name, "expert name (--name)")
+    resume_from = _check_run_dir(run_dir, config)
+    if resume_from is not None:
+        config = _resumed_config(run_dir, config, given)
+
+    dataset = _open_dataset(config, artifacts, quiet=quiet)
+    if resume_from is not None:
+        _check_same_dataset(run_dir, dataset)
+        expert = _load_expert(resume_from)
+    else:
+        expert = _build_expert(config, dataset)
+        config.arch = expert.config["arch"]
+        if config.overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+    _write_train_config(run_dir, config, dataset)  # a resumed run records its new --epochs
+
+    compile_expert(expert, config, dataset.num_classes, dataset.splits["train"].labels)
+    initial_epoch = 0
+    if resume_from is not None:
+        from plantkit.training.callbacks import restore_last_checkpoint
+
+        initial_epoch = restore_last_checkpoint(expert, resume_from)
+    if initial_epoch < config.epochs:
+        _fit(expert, config, dataset, run_dir, initial_epoch, quiet=quiet, extra=callbacks)
+    _finish(run_dir, config, dataset, quiet=quiet)
+    return run_dir
+
+
+def _run_dir(artifacts: Path, config: TrainConfig) -> Path:
+    name = config.name
+    if name is None:
+        name = config.arch or _init_expert_arch(config) or DEFAULT_ARCH
+    return artifacts / "experts" / name
+
+
+def _init_expert_arch(config: TrainConfig) -> str | None:
+    if config.init_from and Path(config.init_from).is_dir():
+        from plantkit.models.expert import read_expert_json
+
+        return read_expert_json(config.init_from)["config"]["arch"]
+    return None
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig) -> Path | None:
+    """The last checkpoint to resume from, or None for a fresh run; refuses to clobber."""
+    last = run_dir / CHECKPOINTS_DIR / "last"
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if config.resume:
+        from plantkit.training.callbacks import read_last_state
+
+        if not exists:
+            raise PlantkitInputError(
+                f"--resume: there is no run to resume at {run_dir}; check --name (default: the "
+                "architecture), or drop --resume to start training"
+            )
+        if read_last_state(last) is None or not (run_dir / TRAIN_CONFIG_FILE).is_file():
+            raise PlantkitInputError(
+                f"--resume: {run_dir} holds no resumable training (no {CHECKPOINTS_DIR}/last); "
+                "pass --overwrite to train it again"
+            )
+        return last
+    if exists and not config.overwrite:
+        raise PlantkitInputError(
+            f"{run_dir} already exists: pass --resume to continue its training, --overwrite "
+            "to replace it, or --name to train another expert"
+        )
+    return None
+
+
+def _resumed_config(run_dir: Path, requested: TrainConfig, given: set[str] | None) -> TrainConfig:
+    saved = _read_train_config(run_dir)
+    previous = TrainConfig.from_dict(saved["config"])
+    requested_values, previous_values = requested.to_dict(), previous.to_dict()
+    compared = set(requested_values) if given is None else set(given)
+    for name in sorted(compared - RESUMABLE_CHANGES):
+        if name in DERIVED_WHEN_UNSET and requested_values.get(name) is None:
+            continue
+        if name in requested_values and requested_values[name] != previous_values.get(name):
+            raise PlantkitInputError(
+                f"--resume: --{name.replace('_', '-')} {requested_values[name]} differs from "
+                f"the interrupted run's {previous_values.get(name)}; drop it, or train a new "
+                "expert with --name"
+            )
+    changes = {name: requested_values[name] for name in RESUMABLE_CHANGES}
+    if given is not None:
+        changes = {name: value for name, value in changes.items()
+                   if name in given or name in ("resume", "overwrite")}
+    return validate(TrainConfig.from_dict({**previous_values, **changes}))
+
+
+def _read_train_config(run_dir: Path) -> dict:
+    path = run_dir / TRAIN_CONFIG_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PlantkitInputError(f"cannot read {path}: {exc}") from exc
+
+
+def _write_train_config(run_dir: Path, config: TrainConfig, dataset) -> None:
+    document = {
+        "config": config.to_dict(),
+        "dataset": {
+            "root": str(dataset.root),
+            "fingerprint": dataset.fingerprint,
+            "class_ids": list(dataset.class_ids),
+        },
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / TRAIN_CONFIG_FILE, json.dumps(document, indent=2) + "\n")
+
+
+def _open_dataset(config: TrainConfig, artifacts: Path, *, quiet: bool):
+    from plantkit.data.layout import open_dataset
+
+    if config.data is not None:
+        return open_dataset(config.data)
+    from plantkit.data.embedded import EMBEDDED, embedded_root, ensure_embedded_dataset
+    from plantkit.data.profiles import SPLITS, make_profile
+    from plantkit.progress import progress_bar
+
+    if (embedded_root(artifacts) / "images").is_dir():
+        return open_dataset(embedded_root(artifacts))
+    counts = make_profile(EMBEDDED["profile"], classes=EMBEDDED["classes"], scale=EMBEDDED["scale"])
+    total = int(counts[list(SPLITS)].to_numpy().sum())
+    with progress_bar("drawing the embedded dataset", total=total, disable=quiet) as advance:
+        return open_dataset(ensure_embedded_dataset(artifacts, on_image=advance))
+
+
+def _check_same_dataset(run_dir: Path, dataset) -> None:
+    recorded = _read_train_config(run_dir)["dataset"]
+    if recorded["fingerprint"] != dataset.fingerprint:
+        raise PlantkitInputError(
+            f"--resume: the dataset at {dataset.root} (fingerprint {dataset.fingerprint}) is "
+            f"not the one the run was trained on ({recorded['root']}, fingerprint "
+            f"{recorded['fingerprint']}); pass --data with that dataset"
+        )
+
+
+def _load_expert(directory: Path):
+    from plantkit.models.expert import load_expert
+
+    return load_expert(directory)
+
+
+def _build_expert(config: TrainConfig, dataset):
+    """A new expert for `dataset`: random, pretrained (cache or --weights), or --init-from."""
+    import torch
+
+    from plantkit.models import checkpoints
+    from plantkit.models.expert import IMAGENET_MEAN, IMAGENET_STD, create_expert, load_expert
+
+    num_classes = dataset.num_classes
+    init = Path(config.init_from) if config.init_from else None
+    torch.manual_seed(config.seed)  # the random initial weights, too, follow --seed
+    if init is not None and init.is_dir():
+        expert = load_expert(init)
+        _check_init_expert(expert, init, config, dataset)
+        return expert
+    arch = config.arch or DEFAULT_ARCH
+    if init is not None:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD  # the released models' normalisation
+    elif config.pretrained or config.weights:
+        mean, std = None, None  # create_expert picks the pretrained weights' own
+    else:
+        mean, std = _dataset_mean_std(config, dataset)
+    expert = create_expert(arch, num_classes, pretrained=config.pretrained,
+                           weights=config.weights, input_size=config.crop, mean=mean, std=std,
+                           amp=config.amp)
+    if init is not None:
+        # Unlike create_expert(weights=...), a head for another number of classes is an error:
+        # continuing training means keeping the classifier.
+        state, _ = checkpoints.read_checkpoint(init)
+        checkpoints.load_backbone_state(
+            expert.backbone, state, classifier=expert.classifier_name,
+            num_classes=num_classes, origin=f"--init-from {init}",
+        )
+    return expert
+
+
+def _check_init_expert(expert, init: Path, config: TrainConfig, dataset) -> None:
+    from plantkit.models.expert import read_expert_json
+
+    expert_config = expert.config
+    if expert_config["num_classes"] != dataset.num_classes:
+        raise PlantkitInputError(
+            f"--init-from {init} has {expert_config['num_classes']:,} classes but the dataset "
+            f"at {dataset.root} has {dataset.num_classes:,}; use an expert of the same classes"
+        )
+    class_ids = read_expert_json(init).get("class_ids")
+    if class_ids is not None and list(class_ids) != list(dataset.class_ids):
+        raise PlantkitInputError(
+            f"--init-from {init} was trained on other class ids than the dataset at "
+            f"{dataset.root}; use an expert of the same classes"
+        )
+    if config.arch is not None and config.arch != expert_config["arch"]:
+        raise PlantkitInputError(
+            f"--arch {config.arch} differs from the --init-from expert's {expert_config['arch']}; "
+            "drop --arch"
+        )
+
+
+def _dataset_mean_std(config: TrainConfig, dataset):
+    from plantkit.data.transforms import dataset_mean_std
+
+    return dataset_mean_std(dataset, "train", seed=config.seed, min_side=config.resize)
+
+
+def compile_expert(expert, config: TrainConfig, num_classes: int, train_labels=None) -> None:
+    """Compile `expert` for training: TorchSGD, (weighted) cross-entropy, top-1/top-5/macro.
+
+    `train_labels` are needed for `config.loss == "weighted"` (balanced class weights).
+    """
+    from plantkit.training.losses import CrossEntropy, balanced_class_weights
+    from plantkit.training.metrics import accuracy_metrics
+    from plantkit.training.optim import TorchSGD
+
+    class_weights = None
+    if config.loss == "weighted":
+        class_weights = balanced_class_weights(train_labels, num_classes)
+    expert.compile(
+        optimizer=TorchSGD(config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                           l2_weight_decay=config.weight_decay),
+        loss=CrossEntropy(class_weights),
+        metrics=accuracy_metrics(num_classes),
+        jit_compile=False,
+    )
+
+
+def _fit(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoch: int, *,
+         quiet: bool, extra) -> None:
+    from plantkit.data.loading import CorruptImageTally, make_loader
+    from plantkit.models.expert import save_expert
+    from plantkit.predict import expert_transform_spec
+    from plantkit.training import callbacks as cb
+    from plantkit.training.batches import EpochBatches, keras_input
+    from plantkit.training.schedule import multistep_lr_callback
+
+    spec = expert_transform_spec(expert, config.resize)
+    tally = CorruptImageTally()  # shared: the 1 % limit applies to all images read
+    train_loader = make_loader(dataset, "train", spec=spec, train=True,
+                               batch_size=config.batch_size, workers=config.workers,
+                               sampler=config.sampler, augment_below=config.augment_below,
+                               seed=config.seed, epoch=initial_epoch, tally=tally)
+    val_loader = make_loader(dataset, "val", spec=spec, train=False,
+                             batch_size=config.batch_size, workers=config.workers, tally=tally)
+
+    def train_loader_at(epoch: int):
+        train_loader.set_epoch(epoch)
+        return train_loader
+
+    train_batches = EpochBatches(train_loader_at, len(train_loader), device=expert.device)
+    val_batches = EpochBatches(lambda _epoch: val_loader, len(val_loader), device=expert.device)
+    n_train, n_val = train_loader.num_images, val_loader.num_images
+
+    def save_to(directory: Path) -> None:
+        save_expert(expert, directory, class_ids=list(dataset.class_ids),
+                    fingerprint=dataset.fingerprint, origin={"trained_by": "plantkit train"})
+
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    stop_on_nan = cb.StopOnNaN()
+    progress = cb.RichProgress(config.epochs, n_train, n_val, config.batch_size, disable=quiet)
+    plantkit_callbacks = [
+        cb.EpochDeterminism(config.seed, [train_batches]),
+        multistep_lr_callback(config.lr, config.milestones, config.gamma),
+        cb.EpochStats(train_batches, corrupt_count=lambda: tally.corrupt),
+        stop_on_nan,
+        cb.LastCheckpoint(checkpoints / "last", save_to),
+        cb.BestCheckpoint(checkpoints / "best", save_to),
+        cb.HistoryCSV(run_dir / HISTORY_FILE),
+        progress,
+    ]
+    try:
+        expert.fit(keras_input(train_batches), validation_data=keras_input(val_batches),
+                   epochs=config.epochs, initial_epoch=initial_epoch, verbose=0, shuffle=False,
+                   callbacks=[*plantkit_callbacks, *extra])
+    finally:
+        progress.close()
+    if stop_on_nan.diverged_at is not None:
+        epoch, batch = stop_on_nan.diverged_at
+        kept = cb.read_last_state(checkpoints / "last")
+        where = (f"the checkpoints of epoch {kept['next_epoch'] - 1} are kept in {checkpoints}"
+                 if kept else "no epoch finished, so no checkpoint was written")
+        raise TrainingDiverged(
+            f"the training loss became NaN or infinite in epoch {epoch + 1}, batch {batch + 1}; "
+            f"{where}; a lower --lr may help"
+        )
+
+
+def _finish(run_dir: Path, config: TrainConfig, dataset, *, quiet: bool) -> None:
+    """Make the best epoch the expert of the folder and store its val and test predictions."""
+    from plantkit.models.expert import load_expert, save_expert
+    from plantkit.predict import predict_to_store
+    from plantkit.progress import progress_bar
+    from plantkit.store import STORE_FILENAME
+    from plantkit.training.callbacks import read_best
+
+    best_dir = run_dir / CHECKPOINTS_DIR / "best"
+    best = read_best(best_dir)
+    if best is None:
+        raise TrainingDiverged(f"no epoch of {run_dir.name} ended with a finite val top-1")
+    expert = load_expert(best_dir)
+    origin = {"trained_by": "plantkit train", "best_epoch": best["epoch"],
+              "val_top1": best["value"], "train_config": TRAIN_CONFIG_FILE}
+    save_expert(expert, run_dir, class_ids=list(dataset.class_ids),
+                fingerprint=dataset.fingerprint, origin=origin)
+    splits = ["val", "test"]
+    total = sum(len(dataset.splits[s]) for s in splits)
+    with progress_bar("predicting val and test", total=total, disable=quiet) as advance:
+        predict_to_store(expert, dataset, splits, run_dir / STORE_FILENAME,
+                         features=config.features, dtype=config.predict_dtype,
+                         batch_size=config.batch_size, workers=config.workers,
+                         resize=config.resize, on_batch=advance)

@@ -1,0 +1,288 @@
+"""`plantkit train` and `plantkit predict` end to end on a tiny generated dataset.
+
+One uninterrupted 2-epoch CLI run (module fixture) is the reference for the other tests:
+learning, history, store, resume after an interruption, prediction, bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import plantkit  # noqa: F401  (torch backend first)
+
+import keras  # isort: skip
+import numpy as np
+import pytest
+import torch
+
+from plantkit.commands import main
+from plantkit.data.profiles import make_profile
+from plantkit.data.synth import generate_dataset
+from plantkit.store import open_store
+from plantkit.training.callbacks import HISTORY_COLUMNS, read_history
+from plantkit.training.fit import TrainConfig, train_expert
+
+CLASSES = 5
+TINY = ["--arch", "test_resnet", "--resize", "40", "--crop", "32", "--batch-size", "16",
+        "--workers", "0", "--milestones", "1", "--lr", "0.05", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; two spin against each other on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli(*args) -> tuple[int, str, str]:
+    """Run `plantkit ARGS` in this process; (exit code, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["plantkit", *map(str, args)]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main.run()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "five"
+    return generate_dataset(root, make_profile("uniform", classes=CLASSES, scale=0.005),
+                            image_size=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_root):
+    """ARTIFACTS after `plantkit train` of 2 epochs (lr x0.1 from the second)."""
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    code, out, err = cli("--artifacts", artifacts, "train", "--data", data_root, "--epochs", 2,
+                         "--json", *TINY)
+    assert code == 0, err
+    return artifacts
+
+
+def test_train_writes_expert_history_and_store(trained, data_root):
+    run_dir = trained / "experts" / "test_resnet"
+    for name in ("expert.json", "weights.pt", "history.csv", "train_config.json",
+                 "predictions.h5", "checkpoints/best/weights.pt",
+                 "checkpoints/last/state.weights.h5"):
+        assert (run_dir / name).is_file(), name
+    rows = read_history(run_dir / "history.csv")
+    assert list(rows[0]) == list(HISTORY_COLUMNS)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    # MultiStepLR(milestones=[1], gamma=0.1): the second epoch runs at a tenth of the rate.
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.05, 0.005], rel=1e-6)
+    assert all(float(r["images_per_s"]) > 0 and int(r["corrupt_images"]) == 0 for r in rows)
+
+    with open_store(run_dir / "predictions.h5") as store:
+        assert store.splits == ["val", "test"]
+        assert store.num_rows("val") == 5 * CLASSES and store.num_rows("test") == 5 * CLASSES
+        assert store.attrs["architecture"] == "test_resnet"
+        assert store.attrs["params"] > 0 and store.attrs["gflops"] > 0
+        assert store.class_ids == [str(i) for i in range(CLASSES)]
+        assert store.train_counts.tolist() == [35] * CLASSES
+
+
+def test_two_epochs_lower_the_loss_and_beat_chance(trained):
+    rows = read_history(trained / "experts" / "test_resnet" / "history.csv")
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[0] == pytest.approx(math.log(CLASSES), rel=0.15)  # starts near chance
+    assert losses[1] < losses[0]
+    assert float(rows[1]["top1"]) > 1 / CLASSES
+    assert max(float(r["val_top1"]) for r in rows) > 1.5 / CLASSES
+    with open_store(trained / "experts" / "test_resnet" / "predictions.h5") as store:
+        hits = store.logits("val").argmax(1) == store.labels("val")
+    assert hits.mean() > 1.5 / CLASSES
+
+
+class InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    """Stops training like Ctrl-C once epoch 0 (and its checkpoints) is done."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interruption_equals_the_uninterrupted_run(trained, data_root, tmp_path):
+    config = TrainConfig(data=str(data_root), arch="test_resnet", epochs=2, resize=40, crop=32,
+                         batch_size=16, workers=0, milestones=(1,), lr=0.05)
+    with pytest.raises(KeyboardInterrupt):
+        train_expert(config, artifacts=tmp_path, quiet=True, callbacks=[InterruptAfterFirstEpoch()])
+    run_dir = tmp_path / "experts" / "test_resnet"
+    assert not (run_dir / "expert.json").exists()  # not an expert until training finishes
+    assert [int(r["epoch"]) for r in read_history(run_dir / "history.csv")] == [0]
+
+    # Without --resume the interrupted run is protected; with it, training goes on.
+    code, _, err = cli("--artifacts", tmp_path, "train", "--data", data_root, "--epochs", 2,
+                       *TINY)
+    assert code == 2 and "--resume" in err
+    code, _, err = cli("--artifacts", tmp_path, "train", "--resume", "--name", "test_resnet",
+                       "--quiet")
+    assert code == 0, err
+
+    reference = trained / "experts" / "test_resnet"
+    for name in ("checkpoints/last/weights.pt", "weights.pt"):
+        ours = torch.load(run_dir / name, weights_only=True)
+        theirs = torch.load(reference / name, weights_only=True)
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            assert torch.equal(ours[key], theirs[key]), (name, key)
+    ours_rows = read_history(run_dir / "history.csv")
+    theirs_rows = read_history(reference / "history.csv")
+    for column in ("epoch", "loss", "top1", "val_loss", "val_top1", "lr"):
+        assert [r[column] for r in ours_rows] == [r[column] for r in theirs_rows], column
+
+
+def test_resume_refuses_a_changed_option(trained, data_root):
+    code, _, err = cli("--artifacts", trained, "train", "--resume", "--name", "test_resnet",
+                       "--lr", "0.1", "--quiet")
+    assert code == 2
+    assert "--lr 0.1 differs from the interrupted run's 0.05" in err
+
+
+def test_predict_recomputes_the_stored_predictions(trained, data_root):
+    store_path = trained / "experts" / "test_resnet" / "predictions.h5"
+    with open_store(store_path) as store:
+        val_before = store.logits("val")
+        test_before = store.logits("test")
+    code, out, err = cli("--artifacts", trained, "predict", "--expert", "test_resnet",
+                         "--split", "val", "--workers", 0, "--features", "--dtype", "float16",
+                         "--quiet")
+    assert code == 0, err
+    with open_store(store_path) as store:
+        assert store.splits == ["val", "test"]  # test kept from training
+        np.testing.assert_array_equal(store.logits("test"), test_before)
+        np.testing.assert_allclose(store.logits("val"), val_before, rtol=2e-3, atol=2e-3)
+        assert store.logits_dtype("val") == "float16"
+        assert store.has_features("val") and store.features("val").shape[0] == 5 * CLASSES
+
+
+def test_predict_refuses_another_dataset(trained, tmp_path):
+    other = generate_dataset(tmp_path / "other", make_profile("uniform", classes=CLASSES,
+                                                              scale=0.004), image_size=40)
+    code, _, err = cli("--artifacts", trained, "predict", "--expert", "test_resnet",
+                       "--data", other, "--workers", 0, "--quiet")
+    assert code == 2
+    assert "fingerprint" in err and len(err.strip().splitlines()) == 1
+
+
+def refused(*args) -> str:
+    """The one error line of `plantkit ARGS`, which must exit with code 2."""
+    code, _, err = cli(*args)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_bad_inputs_exit_2_with_one_line(trained, data_root, tmp_path):
+    base = ["--artifacts", tmp_path, "train", "--epochs", 1, "--quiet"]
+    line = refused(*base, "--data", data_root, "--arch", "resnet181")
+    assert "resnet18" in line  # a close-name suggestion
+
+    line = refused(*base, "--data", tmp_path / "missing", "--arch", "test_resnet")
+    assert "missing" in line and "does not exist" in line
+
+    import timm
+
+    seven = timm.create_model("test_resnet", num_classes=7)
+    checkpoint = tmp_path / "released.tar"
+    torch.save({"model": seven.state_dict(), "optimizer": {}, "epoch": 3}, checkpoint)
+    line = refused(*base, "--data", data_root, "--arch", "test_resnet", "--init-from", checkpoint)
+    assert "7 classes" in line and "5" in line
+
+    line = refused("--artifacts", trained, "train", "--data", data_root, *TINY)
+    assert "already exists" in line and "--overwrite" in line
+
+    line = refused(*base, "--data", data_root, "--name", "never-trained", "--resume")
+    assert "no run to resume" in line
+    assert not (tmp_path / "experts").exists()  # the refused runs started nothing
+
+
+def backbone_parameters(state: dict) -> dict:
+    """Learnt tensors only: BatchNorm statistics move in train mode whatever the rate."""
+    return {k: v for k, v in state.items() if not k.endswith(("running_mean", "running_var",
+                                                               "num_batches_tracked"))}
+
+
+@pytest.mark.parametrize("source", ["expert folder", "released checkpoint", "weights file"])
+def test_training_starts_at_the_given_weights(trained, data_root, tmp_path, source):
+    import timm
+
+    option = "--init-from"
+    if source == "expert folder":
+        init = trained / "experts" / "test_resnet"
+        start = torch.load(init / "weights.pt", weights_only=True)
+    elif source == "released checkpoint":
+        torch.manual_seed(123)
+        start = timm.create_model("test_resnet", num_classes=CLASSES).state_dict()
+        init = tmp_path / "released.tar"
+        torch.save({"model": {f"module.{k}": v for k, v in start.items()}, "optimizer": {},
+                    "epoch": 9}, init)
+    else:  # ImageNet-like weights: another head, which --weights replaces
+        torch.manual_seed(321)
+        start = timm.create_model("test_resnet", num_classes=1000).state_dict()
+        start = {k: v for k, v in start.items() if not k.startswith("fc.")}
+        init, option = tmp_path / "imagenet.pth", "--weights"
+        torch.save(start, init)
+    # A vanishing rate: after one epoch the weights are still the ones we started from.
+    code, _, err = cli("--artifacts", tmp_path, "train", "--data", data_root, option, init,
+                       "--name", "continued", "--arch", "test_resnet", "--epochs", 1, "--lr",
+                       "1e-12", "--resize", 40,
+                       "--crop", 32, "--workers", 0, "--quiet")
+    assert code == 0, err
+    after = torch.load(tmp_path / "experts" / "continued" / "weights.pt", weights_only=True)
+    for key, value in backbone_parameters(start).items():
+        torch.testing.assert_close(after[key], value, rtol=1e-6, atol=1e-6)
+    expert = json.loads((tmp_path / "experts" / "continued" / "expert.json").read_text())
+    if source != "expert folder":  # imported weights are normalised like ImageNet
+        assert expert["config"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+        assert after["fc.weight"].shape[0] == CLASSES
+    else:  # the expert keeps its own normalisation (here: the dataset's)
+        trained_config = json.loads((init / "expert.json").read_text())["config"]
+        assert expert["config"]["mean"] == trained_config["mean"]
+        assert expert["config"]["mean"] != pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_rare_species_options_combine(data_root, tmp_path):
+    code, out, err = cli("--artifacts", tmp_path, "train", "--data", data_root, "--epochs", 1,
+                         "--augment-below", 36, "--sampler", "inverse", "--loss", "weighted",
+                         "--json", *TINY)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["name"] == "test_resnet" and 0.0 <= summary["test_top1"] <= 1.0
+    saved = json.loads((tmp_path / "experts" / "test_resnet" / "train_config.json").read_text())
+    assert (saved["config"]["augment_below"], saved["config"]["sampler"],
+            saved["config"]["loss"]) == (36, "inverse", "weighted")
+
+
+def test_predict_stores_nothing_when_images_are_corrupt(trained, data_root, tmp_path):
+    import shutil
+
+    from plantkit.data.layout import open_dataset
+    from plantkit.errors import PlantkitInputError
+    from plantkit.models.expert import load_expert
+    from plantkit.predict import predict_to_store
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data_root, copy)
+    dataset = open_dataset(copy)
+    (dataset.images_dir / dataset.splits["val"].paths[3]).write_bytes(b"not a jpeg")
+    expert = load_expert(trained / "experts" / "test_resnet")
+    target = tmp_path / "store" / "predictions.h5"
+    with pytest.raises(PlantkitInputError, match="corrupt|decoded"):
+        predict_to_store(expert, open_dataset(copy), ["val"], target, workers=0)
+    assert not target.exists() and not any(target.parent.iterdir())
