@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from plantkit import __version__
-from plantkit.commands import data, imports, predict, report, train
+from plantkit.commands import combine, data, imports, predict, report, train
 from plantkit.commands._cli import err_console, settings
 from plantkit.errors import PlantkitInputError
 
@@ -26,6 +26,7 @@ app.add_typer(imports.app, name="import")
 app.command("train")(train.train)
 app.command("predict")(predict.predict)
 app.command("report")(report.report)
+app.command("combine")(combine.combine)
 
 
 def _version(value: bool) -> None:

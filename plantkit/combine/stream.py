@@ -1,0 +1,92 @@
+"""The streaming pass: val then test, row chunk by row chunk, every expert read once per chunk
+and every mixer fed from it; never more than one chunk of each expert in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet, row_chunks
+from plantkit.combine.mixers import CALIBRATED, RAW, ExpertChunk, Mixer
+from plantkit.combine.probs import exp_scaled, shift_rows
+
+Emit = Callable[[str, str, slice, np.ndarray], None]
+
+
+class ExpertRecords:
+    """What the pass saw of each expert per split: top-1 predictions and, when asked, the
+    top-1 probability at T = 1 and at its temperature (for ECE before and after)."""
+
+    def __init__(self):
+        self.pred: dict[tuple[str, int], list[np.ndarray]] = {}
+        self.conf: dict[tuple[str, int, str], list[np.ndarray]] = {}
+
+    def add(self, split: str, chunk: ExpertChunk, record_conf: bool) -> None:
+        self.pred.setdefault((split, chunk.m), []).append(chunk.pred)
+        if record_conf:
+            for kind, (_, inv_total) in chunk.softmaxes.items():
+                self.conf.setdefault((split, chunk.m, kind), []).append(inv_total)
+
+    def predictions(self, split: str, m: int) -> np.ndarray | None:
+        parts = self.pred.get((split, m))
+        return None if parts is None else np.concatenate(parts)
+
+    def confidence(self, split: str, m: int, kind: str) -> np.ndarray | None:
+        parts = self.conf.get((split, m, kind))
+        return None if parts is None else np.concatenate(parts)
+
+
+def stream_outputs(experts: ExpertSet, mixers: Sequence[Mixer], temperatures, emit: Emit, *,
+                   order: Sequence[int], chunk_rows: int = 1024, record_conf: bool = False,
+                   splits: Sequence[str] = COMBINE_SPLITS,
+                   advance: Callable[[int], None] | None = None) -> ExpertRecords:
+    """Run every mixer over the splits, handing each output chunk to emit(name, split, rows,
+    log_probs). Experts are read in `order` (cheapest first for the cascade)."""
+    direct = [mixer for mixer in mixers if mixer.base is None]
+    derived = [mixer for mixer in mixers if mixer.base is not None]
+    readers = {m: [x for x in direct if m in x.experts] for m in order}
+    kinds = {m: set().union(*(x.needs for x in readers[m])) for m in order}
+    read = [m for m in order if readers[m]]
+    records = ExpertRecords()
+    for split in splits:
+        n_rows = experts.num_rows(split)
+        for mixer in mixers:
+            mixer.begin(split, n_rows)
+        # One chunk iterator per expert, advanced in step: each dataset is looked up once.
+        readers_of_split = {m: experts.stores[m].iter_logits(split, chunk_rows) for m in read}
+        for rows in row_chunks(n_rows, chunk_rows):
+            for m in read:
+                _, logits = next(readers_of_split[m])
+                chunk = _expert_chunk(experts, m, split, rows, logits, kinds[m],
+                                      temperatures[m])
+                records.add(split, chunk, record_conf)
+                for mixer in readers[m]:
+                    mixer.add(chunk)
+            outputs = {}
+            for mixer in direct:
+                outputs[mixer.name] = mixer.finish(rows)
+                emit(mixer.name, split, rows, outputs[mixer.name])
+            for mixer in derived:
+                output = mixer.finish(rows, outputs[mixer.base])
+                if output is not None:
+                    emit(mixer.name, split, rows, output)
+            if advance is not None:
+                advance((rows.stop - rows.start) * len(read))
+        for mixer in mixers:
+            for rows, output in mixer.drain(split):
+                emit(mixer.name, split, rows, output)
+    return records
+
+
+def _expert_chunk(experts: ExpertSet, m: int, split: str, rows: slice, logits: np.ndarray,
+                  kinds: set[str], temperature: float) -> ExpertChunk:
+    pred, row_max = shift_rows(logits)
+    experts.check_finite(m, split, row_max, rows.start)
+    softmaxes = {}
+    if RAW in kinds or (CALIBRATED in kinds and temperature == 1.0):
+        softmaxes[RAW] = exp_scaled(logits, 1.0)
+    if CALIBRATED in kinds:
+        softmaxes[CALIBRATED] = (softmaxes[RAW] if temperature == 1.0
+                                 else exp_scaled(logits, 1.0 / temperature))
+    return ExpertChunk(m, rows, logits, pred, softmaxes)

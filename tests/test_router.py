@@ -1,0 +1,221 @@
+"""The router (plantkit.combine.router): routing beats averaging where the inputs reveal the
+right expert, load balancing, top-k, cost accounting, determinism, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from plantkit.combine import router
+from plantkit.errors import PlantkitInputError
+
+# Keras 3.15 converts torch tensors with np.array(x, copy=False), which NumPy 2 reports on
+# every weight read (EarlyStopping keeps the best weights): thousands of lines of noise.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+NUM_CLASSES = 6
+# Small and quick: 3 folds, a high learning rate and few epochs fit these cases in seconds.
+FAST = dict(folds=3, learning_rate=0.02, max_epochs=15, patience=3, hidden=32,
+            batch_size=512)
+
+
+def regions_case(n_rows: int, n_experts: int = 3, dominant: bool = False, seed: int = 0):
+    """Features that reveal which expert is right, and every expert's probabilities.
+
+    Images fall in one region per expert; the features are the region's centre plus noise.
+    Expert m gives the true class 0.7 on its region; elsewhere 0.1, with 0.8 on a wrong class
+    that all wrong experts share, so the plain average is wrong wherever two experts are.
+    With `dominant`, expert 0 is right everywhere (0.8) and the others still on their region.
+    Returns (features N x 8, probs M x N x C, labels N).
+    """
+    rng = np.random.default_rng(seed)
+    region = rng.integers(n_experts, size=n_rows)
+    centres = 3.0 * np.eye(n_experts, 8)
+    features = centres[region] + 0.6 * rng.standard_normal((n_rows, 8))
+    labels = rng.integers(NUM_CLASSES, size=n_rows)
+    wrong = (labels + 1 + rng.integers(NUM_CLASSES - 1, size=n_rows)) % NUM_CLASSES
+    rows = np.arange(n_rows)
+    probs = np.full((n_experts, n_rows, NUM_CLASSES), 0.0)
+    for m in range(n_experts):
+        right = region == m
+        p_true = np.where(right, 0.7, 0.1)
+        if dominant and m == 0:
+            p_true = np.full(n_rows, 0.8)
+        probs[m, rows, labels] = p_true
+        probs[m, rows, wrong] = 0.9 - p_true
+        probs[m] += 0.1 / NUM_CLASSES  # every class keeps some mass
+        probs[m] /= probs[m].sum(axis=1, keepdims=True)
+    return features.astype(np.float32), probs, labels
+
+
+def true_class_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return probs[:, np.arange(len(labels)), labels].T
+
+
+def accuracy(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
+    return float((router.mix(list(probs), weights).argmax(axis=1) == labels).mean())
+
+
+def split_val_test(case, n_val: int):
+    features, probs, labels = case
+    return ((features[:n_val], probs[:, :n_val], labels[:n_val]),
+            (features[n_val:], probs[:, n_val:], labels[n_val:]))
+
+
+@pytest.mark.slow
+def test_router_beats_average_on_val_cross_fitted_and_on_test():
+    (x_val, p_val, y_val), (x_test, p_test, y_test) = split_val_test(regions_case(2400), 1200)
+    fit = router.fit_router(x_val, true_class_probs(p_val, y_val), balance=0.01, seed=0,
+                            **FAST)
+    uniform = np.full((len(y_val), 3), 1 / 3)
+    average_val = accuracy(uniform, p_val, y_val)
+    average_test = accuracy(uniform, p_test, y_test)
+    routed_val = accuracy(fit.crossfit_val_weights, p_val, y_val)
+    routed_test = accuracy(fit.weights(x_test), p_test, y_test)
+    assert routed_val > average_val + 0.3
+    assert routed_test > average_test + 0.3
+    assert routed_val > 0.85 and routed_test > 0.85
+    # the cross-fitted weights send most images to the right expert
+    assert fit.params["crossfit_val_nll"] < fit.params["average_val_nll"]
+    assert len(fit.params["best_epochs"]) == FAST["folds"]
+
+
+@pytest.mark.slow
+def test_balance_loss_lowers_the_dominant_experts_share():
+    x, p, y = regions_case(1200, dominant=True)
+    true = true_class_probs(p, y)
+    shares = {}
+    for balance in (0.0, 0.5):
+        fit = router.fit_router(x, true, balance=balance, seed=3, **FAST)
+        shares[balance] = router.expert_shares(fit.crossfit_val_weights)
+    assert shares[0.0].argmax() == 0 and shares[0.0][0] > 0.8
+    assert shares[0.5][0] < shares[0.0][0] - 0.2
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_weights_and_top_k_one_is_one_hot():
+    (x_val, p_val, y_val), (x_test, _, _) = split_val_test(regions_case(600, seed=1), 400)
+    true = true_class_probs(p_val, y_val)
+    options = {**FAST, "max_epochs": 4}
+    first = router.fit_router(x_val, true, top_k=1, seed=7, **options)
+    again = router.fit_router(x_val, true, top_k=1, seed=7, **options)
+    other = router.fit_router(x_val, true, top_k=None, seed=8, **options)
+    assert np.array_equal(first.crossfit_val_weights, again.crossfit_val_weights)
+    assert np.array_equal(first.weights(x_test), again.weights(x_test))
+    dense = router.fit_router(x_val, true, seed=7, **options)
+    assert not np.array_equal(dense.crossfit_val_weights, other.crossfit_val_weights)
+    for weights in (first.crossfit_val_weights, first.weights(x_test)):
+        assert ((weights > 0).sum(axis=1) == 1).all()
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    # top-1 of the same fit keeps each row's largest dense weight
+    np.testing.assert_array_equal(first.crossfit_val_weights.argmax(axis=1),
+                                  dense.crossfit_val_weights.argmax(axis=1))
+
+
+def test_apply_top_k_keeps_the_k_largest_renormalised():
+    weights = np.random.default_rng(0).dirichlet(np.ones(5), size=50).astype(np.float32)
+    kept = router.apply_top_k(weights, 2)
+    assert ((kept > 0).sum(axis=1) == 2).all()
+    np.testing.assert_allclose(kept.sum(axis=1), 1.0, rtol=1e-6)
+    second_largest = np.sort(weights, axis=1)[:, -2:-1]
+    np.testing.assert_array_equal(kept > 0, weights >= second_largest)
+    # the kept weights keep their ratios
+    row = kept[0][kept[0] > 0] / weights[0][kept[0] > 0]
+    np.testing.assert_allclose(row, row[0], rtol=1e-5)
+    # ties go to the lower expert index
+    assert router.apply_top_k(np.array([[0.25, 0.25, 0.25, 0.25]]), 2).tolist() == [
+        [0.5, 0.5, 0.0, 0.0]]
+    np.testing.assert_allclose(router.apply_top_k(weights, None), weights)
+
+
+WEIGHTS = np.array([[0.5, 0.5, 0.0],
+                    [1.0, 0.0, 0.0],
+                    [0.0, 0.3, 0.7],
+                    [0.2, 0.3, 0.5]])
+GFLOPS = [1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize(("input_expert", "router_input", "expected"), [
+    # input expert 0 (1 GFLOP) always; others kept per row: {1}, {}, {1, 2}, {1, 2}
+    (0, "features", 1 + (2 + 0 + 6 + 6) / 4),
+    # input expert 2 (4 GFLOPs) always, counted once where kept: {0, 1}, {0}, {1}, {0, 1}
+    (2, "features", 4 + (3 + 1 + 2 + 3) / 4),
+    # no input expert: rows cost 3, 1, 6, 7
+    (None, "features", (3 + 1 + 6 + 7) / 4),
+    # confidences need every expert, whatever the weights keep
+    (None, "confidences", 7.0),
+])
+def test_expected_gflops_by_hand(input_expert, router_input, expected):
+    got = router.expected_gflops(WEIGHTS, GFLOPS, input_expert, router_input=router_input)
+    assert got == pytest.approx(expected)
+
+
+def test_expected_gflops_after_top_one():
+    # top-1 keeps experts 0 (tie at 0.5: lower index), 0, 2, 2
+    top_one = router.apply_top_k(WEIGHTS, 1)
+    assert router.expected_gflops(top_one, GFLOPS, 0) == pytest.approx(1 + (0 + 0 + 4 + 4) / 4)
+    assert router.expected_gflops(top_one, GFLOPS, 2) == pytest.approx(4 + (1 + 1 + 0 + 0) / 4)
+
+
+def test_mix_by_hand_and_skips_unused_experts():
+    first = np.array([[0.6, 0.4], [0.1, 0.9]])
+    second = np.array([[0.2, 0.8], [0.5, 0.5]])
+    weights = np.array([[0.25, 0.75], [1.0, 0.0]])
+    np.testing.assert_allclose(router.mix([first, second], weights),
+                               [[0.3, 0.7], [0.1, 0.9]], rtol=1e-6)
+    # top-1 drops expert 1 from row 1 and renormalises row 0 to expert 1 alone
+    np.testing.assert_allclose(router.mix([first, second], weights, top_k=1),
+                               [[0.2, 0.8], [0.1, 0.9]], rtol=1e-6)
+    only_first = np.array([[1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_allclose(router.mix([first, None], only_first), first, rtol=1e-6)
+    with pytest.raises(PlantkitInputError, match="expert 1 has nonzero weights"):
+        router.mix([first, None], weights)
+
+
+def test_confidence_inputs_by_hand():
+    probs = np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2]])
+    columns = router.confidence_inputs([probs, probs[::-1]])
+    assert columns.shape == (2, 6)
+    entropy = [-(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)),
+               -(2 * 0.4 * math.log(0.4) + 0.2 * math.log(0.2))]
+    np.testing.assert_allclose(columns[:, :3], [[0.7, 0.5, entropy[0]], [0.4, 0.0, entropy[1]]],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(columns[:, 3:], columns[::-1, :3], rtol=1e-6)
+    # block by block equals all at once
+    np.testing.assert_array_equal(router.confidence_inputs([probs[:1]]), columns[:1, :3])
+
+
+def test_bad_inputs_raise_plantkit_input_error():
+    x, p, y = regions_case(200)
+    true = true_class_probs(p, y)
+    with pytest.raises(PlantkitInputError, match="at least 2 experts"):
+        router.fit_router(x, true[:, :1])
+    with pytest.raises(PlantkitInputError, match="rows"):
+        router.fit_router(x[:-1], true)
+    with pytest.raises(PlantkitInputError, match="--top-k 4"):
+        router.fit_router(x, true, top_k=4)
+    with pytest.raises(PlantkitInputError, match="--top-k 4"):
+        router.apply_top_k(true, 4)
+    with pytest.raises(PlantkitInputError, match="--top-k 0"):
+        router.apply_top_k(true, 0)
+    nan_inputs = x.copy()
+    nan_inputs[3, 2] = np.nan
+    with pytest.raises(PlantkitInputError, match="NaN"):
+        router.fit_router(nan_inputs, true)
+    with pytest.raises(PlantkitInputError, match=r"\[0, 1\]"):
+        router.fit_router(x, true * 2)
+    with pytest.raises(PlantkitInputError, match="val rows for 5 folds"):
+        router.fit_router(x[:30], true[:30])
+    with pytest.raises(PlantkitInputError, match="3 values for 2 experts"):
+        router.expected_gflops(WEIGHTS[:, :2], GFLOPS, 0)
+    with pytest.raises(PlantkitInputError, match="input expert 3"):
+        router.expected_gflops(WEIGHTS, GFLOPS, 3)
+    with pytest.raises(PlantkitInputError, match="unknown"):
+        router.expected_gflops(WEIGHTS, [1.0, math.nan, 4.0], 0)
+    with pytest.raises(PlantkitInputError, match="2 experts' probabilities for 3"):
+        router.mix(list(p[:2]), true)
+    with pytest.raises(PlantkitInputError, match="same rows"):
+        router.confidence_inputs([p[0], p[1][:-1]])
