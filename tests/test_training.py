@@ -109,6 +109,26 @@ def test_keras_sgd_is_not_torch_sgd():
     assert relative_difference(theirs, reference) > 1e-4
 
 
+def test_torch_sgd_fast_path_equals_its_reference_update_step():
+    """The batched torch update and the per-variable `update_step` compute the same thing."""
+    g = torch.Generator().manual_seed(5)
+    shapes = [(4, 3), (7,), (2, 2, 3)]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    fast_vars = [keras.Variable(t.clone()) for t in start]
+    slow_vars = [keras.Variable(t.clone()) for t in start]
+    fast, slow = TorchSGD(0.1), TorchSGD(0.1)
+    fast.build(fast_vars)
+    slow.build(slow_vars)
+    for _ in range(5):
+        grads = [torch.randn(s, generator=g) for s in shapes]
+        fast.apply([t.clone() for t in grads], fast_vars)
+        for grad, variable in zip(grads, slow_vars, strict=True):
+            slow.update_step(grad, variable, slow.learning_rate)
+    for a, b, s0 in zip(fast_vars, slow_vars, start, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(a.numpy(), s0.numpy())
+
+
 def test_torch_sgd_round_trips_its_config():
     opt = TorchSGD(0.1, momentum=0.5, nesterov=False, l2_weight_decay=3e-4)
     again = TorchSGD.from_config(opt.get_config())
