@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from plantkit import __version__
-from plantkit.commands import combine, data, imports, predict, report, train
+from plantkit.commands import combine, data, demo, imports, predict, report, train
 from plantkit.commands._cli import err_console, settings
 from plantkit.errors import PlantkitInputError
 
@@ -27,6 +27,7 @@ app.command("train")(train.train)
 app.command("predict")(predict.predict)
 app.command("report")(report.report)
 app.command("combine")(combine.combine)
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,49 @@
+"""`plantkit demo`: the whole workflow on the embedded stand-in, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from plantkit.commands._cli import console, err_console, print_json, settings
+
+
+def demo(
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder (default: ARTIFACTS/demo, or ARTIFACTS/demo-quick)."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="A smaller variant (12 species, 32 px, 2 epochs) for tests and CI."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete earlier demo output and start over."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables or progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print stage times and verdicts as JSON."),
+) -> None:
+    """Generate data, analyse it, train five experts, combine and report them; re-run continues."""
+    from plantkit.demo import run_demo
+
+    target = out or settings.artifacts_root / ("demo-quick" if quick else "demo")
+
+    def on_stage(stage: str, status: str) -> None:
+        if not quiet:
+            err_console.print(f"[bold]== {stage}[/]: {status}", highlight=False)
+
+    result = run_demo(target, quick=quick, fresh=fresh, quiet=quiet or as_json,
+                      console=console, on_stage=on_stage)
+    if as_json:
+        print_json({**result, "out": str(target)})
+        return
+    table = Table(title="plantkit demo: wall time per stage")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("this run")
+    for stage, seconds in result["seconds"].items():
+        table.add_row(stage, f"{seconds:.1f}", "ran" if stage in result["ran"] else "skipped")
+    table.add_row("total", f"{sum(result['seconds'].values()):.1f}", "")
+    console.print(table)
+    for line in result["verdicts"]:
+        console.print(line, highlight=False)
+    console.print(f"artifacts in {target}; HTML: {target / 'reports' / 'report.html'} and "
+                  f"{target / 'reports' / 'eda.html'}", highlight=False)
