@@ -56,7 +56,7 @@ class DemoPlan:
             return cls(classes=12, scale=0.02, image_size=32, epochs=2, resize=36, crop=32,
                        batch_size=32, experts=experts, router_folds=2)
         return cls(classes=EMBEDDED["classes"], scale=EMBEDDED["scale"],
-                   image_size=EMBEDDED["image_size"], epochs=6, resize=64, crop=56,
+                   image_size=EMBEDDED["image_size"], epochs=4, resize=56, crop=48,
                    batch_size=32, experts=experts, router_folds=5)
 
     @property
