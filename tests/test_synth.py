@@ -238,8 +238,9 @@ def test_genus_siblings_share_organ_and_shape():
 
 
 def test_cli_synth(tmp_path):
-    from plantkit.commands.main import app
     from typer.testing import CliRunner
+
+    from plantkit.commands.main import app
 
     args = ["--artifacts", str(tmp_path), "data", "synth", "--profile", "uniform"]
     args += ["--classes", "3", "--scale", "0.002", "--image-size", "16", "--quiet"]

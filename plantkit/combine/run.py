@@ -9,7 +9,6 @@ row chunk (plantkit.combine.stream). Test labels are read only by the scorers.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -41,6 +40,7 @@ from plantkit.combine.temperature import fitting_rows
 from plantkit.combine.val_stats import ValNeeds, ValStats, collect_val_stats
 from plantkit.combine.weighted import accuracy_weights, fit_simplex_weights
 from plantkit.errors import PlantkitInputError
+from plantkit.jsonable import to_plain
 
 # progress(description, total) -> a context manager yielding advance(n): plantkit.progress
 Progress = Callable[[str, int], contextlib.AbstractContextManager]
@@ -127,7 +127,7 @@ class _Run:
                 result["store"] = str(writers.root / name / "predictions.h5")
                 results.append(result)
                 writers.set_result(name, self._store_attrs(result), self._document(result))
-        return _plain({"experts": self._expert_rows(), "combinations": results,
+        return to_plain({"experts": self._expert_rows(), "combinations": results,
                        "notes": self.notes})
 
     def _adjust_base(self) -> str:
@@ -347,7 +347,7 @@ class _Run:
         return attrs
 
     def _document(self, result: dict) -> dict:
-        return _plain({
+        return to_plain({
             "format": COMBINATION_FORMAT, "version": COMBINATION_VERSION,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "plantkit_version": __version__,
@@ -355,18 +355,3 @@ class _Run:
             "num_classes": self.experts.num_classes,
             "fitted_on": "val", **{k: v for k, v in result.items() if k != "store"},
         })
-
-
-def _plain(value):
-    """JSON-ready: NumPy numbers unwrapped, NaN and infinities as None, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

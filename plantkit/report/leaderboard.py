@@ -21,6 +21,7 @@ import numpy as np
 
 from plantkit import metrics
 from plantkit.errors import PlantkitInputError
+from plantkit.jsonable import to_plain
 from plantkit.store import (
     KIND_FOLDERS,
     SPLIT_ORDER,
@@ -168,7 +169,7 @@ def build_report(
             "no train counts in the stores: many/medium/few show '-' (give --data ROOT, or "
             "import logits with --train-counts)"
         )
-    return _plain(report)
+    return to_plain(report)
 
 
 def rows_to_read(store_paths: Sequence[str | os.PathLike],
@@ -561,23 +562,6 @@ def _number(value):
     if isinstance(value, (float, np.floating)) and math.isfinite(value):
         return float(value)
     return None
-
-
-def _plain(value):
-    """Plain JSON types: numpy scalars and arrays unwrapped, NaN and infinities as None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 __all__ = [
