@@ -22,6 +22,7 @@ import numpy as np
 from plantkit import __version__
 from plantkit.atomic import atomic_path
 from plantkit.errors import PlantkitInputError
+from plantkit.labels import checked_labels
 
 STORE_FORMAT = "plantkit-predictions"
 SCHEMA_VERSION = 1
@@ -194,7 +195,8 @@ class SplitWriter:
                 f"{self.n_rows} rows"
             )
         stored_logits = self._cast_finite(logits, self.dtype, "logits", start)
-        labels = self._checked_labels(labels, rows, start)
+        labels = checked_labels(labels, rows, self.num_classes, where=f"split {self.name!r}: ",
+                                row_offset=start)
         paths = [""] * rows if paths is None else list(paths)
         if len(paths) != rows:
             raise PlantkitInputError(
@@ -247,26 +249,6 @@ class SplitWriter:
                 f"(|x| > {limit:g}); store float32 instead"
             )
         return values.astype(dtype, copy=False)
-
-    def _checked_labels(self, labels, rows: int, start: int) -> np.ndarray:
-        labels = np.asarray(labels)
-        if labels.shape != (rows,):
-            raise PlantkitInputError(
-                f"split {self.name!r}: labels must be a vector of {rows} class indices, got "
-                f"shape {labels.shape}"
-            )
-        if rows and labels.dtype.kind not in "iu":
-            raise PlantkitInputError(
-                f"split {self.name!r}: labels must be integer class indices, got {labels.dtype}"
-            )
-        outside = (labels < 0) | (labels >= self.num_classes)
-        if outside.any():
-            first = int(np.argmax(outside))
-            raise PlantkitInputError(
-                f"split {self.name!r}: label {labels[first]} at row {start + first} is not a "
-                f"class index in 0-{self.num_classes - 1}"
-            )
-        return labels.astype(np.int64, copy=False)
 
     def _check_complete(self) -> None:
         if self._written.all():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from plantkit.errors import PlantkitInputError
+from plantkit.labels import checked_labels
 from plantkit.metrics.average_k import TopValues, float32_at_least
 
 
@@ -84,7 +85,7 @@ def score_rows(logits, labels, *, thresholds: Mapping[int, float] | None = None,
     those thresholds in the same pass over val.
     """
     scores = _checked_logits(logits)
-    labels = _checked_labels(labels, scores.shape[0], scores.shape[1])
+    labels = checked_labels(labels, scores.shape[0], scores.shape[1])
     rows = np.arange(scores.shape[0])
     true_score = scores[rows, labels]
     rank = np.count_nonzero(scores >= true_score[:, None], axis=1).astype(np.int32) - 1
@@ -130,20 +131,3 @@ def _checked_logits(logits) -> np.ndarray:
     return logits
 
 
-def _checked_labels(labels, n_rows: int, num_classes: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape != (n_rows,):
-        raise PlantkitInputError(
-            f"labels must be a vector of {n_rows} class indices (one per row), got shape "
-            f"{labels.shape}"
-        )
-    if n_rows and labels.dtype.kind not in "iu":
-        raise PlantkitInputError(f"labels must be integer class indices, got {labels.dtype}")
-    labels = labels.astype(np.int64, copy=False)
-    outside = (labels < 0) | (labels >= num_classes)
-    if outside.any():
-        row = int(np.argmax(outside))
-        raise PlantkitInputError(
-            f"label {labels[row]} at row {row} is not a class index in 0-{num_classes - 1}"
-        )
-    return labels
