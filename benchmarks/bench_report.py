@@ -14,8 +14,16 @@ Targets (issue 4): under 60 s and under 4 GB on 2 cores. The logits are plausibl
 plus a boosted class, the true one for about 69-82 % of the rows (by expert), rarer
 species less often.
 
+Integrity (issue 9): the same stores are also written without checksums (the layout
+before issue 9, `plantkit.store.set_verification(False)`, under DIR/unverified: twice the
+disk), and the baseline and `plantkit report --workers 1` are timed on both, alternately
+(--repeats times each), printing the ratio "verification on / off" (target: <= 1.10).
+
     .venv/bin/python benchmarks/bench_report.py [--experts 26] [--val-rows 31118]
-        [--test-rows 31112] [--classes 1081] [--dir /tmp] [--keep] [--stores DIR] [--no-html]
+        [--test-rows 31112] [--classes 1081] [--dtype float16] [--dir /tmp] [--keep]
+        [--stores DIR] [--no-html] [--repeats 3] [--no-verification-ratio]
+    .venv/bin/python benchmarks/bench_report.py --experts 4 --val-rows 6000 \
+        --test-rows 6000 --no-html          # a quick look (about a minute)
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ from pathlib import Path
 import numpy as np
 
 import plantkit  # noqa: F401
+from plantkit import store as store_module
+from plantkit.artifacts import artifact_lock, store_path
 from plantkit.data.profiles import plantnet300k_table, split_counts
-from plantkit.store import StoreWriter, store_path
+from plantkit.store import StoreWriter
 
 CHUNK_ROWS = 4096
 NOISE_POOL_ROWS = 16_384
@@ -61,7 +71,7 @@ def split_labels(n_rows: int, weights: np.ndarray, rng) -> np.ndarray:
 
 
 def write_expert(root: Path, index: int, splits: dict[str, np.ndarray], train: np.ndarray,
-                 weights: np.ndarray, noise: np.ndarray, rng) -> None:
+                 weights: np.ndarray, noise: np.ndarray, rng, dtype: str = "float16") -> None:
     num_classes = len(train)
     accuracy = 0.69 + 0.13 * index / 25  # the released models span 68.7 % .. 82.1 %
     # Rare species are hit less often: 15 points per decade of train images, centred so
@@ -71,12 +81,13 @@ def write_expert(root: Path, index: int, splits: dict[str, np.ndarray], train: n
     name = f"expert{index:02d}"
     attrs = {"architecture": f"arch{index:02d}", "params": int(2e6 + 3e6 * index),
              "gflops": round(0.05 + 0.4 * index, 2)}
-    with StoreWriter(store_path(root, name), name=name, class_ids=[str(c) for c in
-                     range(num_classes)], fingerprint="bench-report", attrs=attrs,
-                     train_counts=train) as writer:
+    path = store_path(root, name)
+    with artifact_lock(path.parent), StoreWriter(
+            path, name=name, class_ids=[str(c) for c in range(num_classes)],
+            fingerprint="bench-report", attrs=attrs, train_counts=train) as writer:
         for split, labels in splits.items():
             out = writer.create_split(split, n_rows=len(labels), num_classes=num_classes,
-                                      dtype="float16")
+                                      dtype=dtype)
             for start in range(0, len(labels), CHUNK_ROWS):
                 chunk = labels[start:start + CHUNK_ROWS]
                 rows = np.arange(len(chunk))
@@ -90,7 +101,8 @@ def write_expert(root: Path, index: int, splits: dict[str, np.ndarray], train: n
         (store_path(root, name).parent / "history.csv").write_text(HISTORY)
 
 
-def generate(root: Path, experts: int, val_rows: int, test_rows: int, num_classes: int) -> int:
+def generate(root: Path, experts: int, val_rows: int, test_rows: int, num_classes: int,
+             dtype: str = "float16") -> int:
     rng = np.random.default_rng(0)
     train, weights = class_counts(num_classes)
     splits = {"val": split_labels(val_rows, weights, rng),
@@ -98,14 +110,32 @@ def generate(root: Path, experts: int, val_rows: int, test_rows: int, num_classe
     noise = rng.standard_normal((NOISE_POOL_ROWS, num_classes), dtype=np.float32)
     noise = noise.astype(np.float16)
     for index in range(experts):
-        write_expert(root, index, splits, train, weights, noise, rng)
-    return sum(f.stat().st_size for f in root.rglob("*.h5"))
+        write_expert(root, index, splits, train, weights, noise, rng, dtype)
+    return sum(f.stat().st_size for f in (root / "experts").rglob("*.h5"))
 
 
+def generate_unverified(root: Path, *args) -> int:
+    """The same stores (same seed) without checksums, as plantkit wrote them before issue 9."""
+    store_module.set_verification(False)
+    try:
+        return generate(root, *args)
+    finally:
+        store_module.set_verification(True)
+
+
+# Run first in a child to read (and write) with the integrity checks off.
+VERIFICATION_OFF = "from plantkit import store\nstore.set_verification(False)\n"
+CLI = """
+import sys
+from plantkit.commands.main import run
+sys.argv[0] = "plantkit"
+run()
+"""
 BASELINE = """
 import sys
 from pathlib import Path
-from plantkit.store import find_stores, open_store
+from plantkit.artifacts import find_stores
+from plantkit.store import open_store
 hits = 0
 for path in find_stores(sys.argv[1]):
     with open_store(path) as store:
@@ -165,6 +195,50 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     return seconds, usage.ru_utime + usage.ru_stime, peak / 1e9
 
 
+def timed_exactly(command: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a child process, waited for without sampling (exact)."""
+    begin = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env={**os.environ, "COLUMNS": "200"})
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - begin
+    error = child.stderr.read().decode()[-2000:]
+    child.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{error}")
+    return seconds, usage.ru_utime + usage.ru_stime
+
+
+def verification_ratio(root: Path, unverified: Path, repeats: int) -> None:
+    """Time the baseline and `report --workers 1` with the integrity checks on (stores with
+    checksums) and off (the same stores without), alternately, and print the ratios."""
+    python = sys.executable
+
+    def report(where: Path) -> list[str]:
+        return ["--artifacts", str(where), "report", "--quiet", "--workers", "1"]
+
+    runs = [
+        ("baseline: read + argmax", [python, "-c", BASELINE, str(root)],
+         [python, "-c", VERIFICATION_OFF + BASELINE, str(unverified)]),
+        ("plantkit report --workers 1", [python, "-c", CLI, *report(root)],
+         [python, "-c", VERIFICATION_OFF + CLI, *report(unverified)]),
+    ]
+    # Both sets of stores into the page cache first, so that both read from memory alike.
+    for _, on, off in runs[:1]:
+        timed_exactly(on), timed_exactly(off)
+    print(f"verification on / off (median of {repeats}, alternating; target <= 1.10):")
+    for label, on, off in runs:
+        times = {"on": [], "off": []}
+        for _ in range(repeats):
+            times["on"].append(timed_exactly(on))
+            times["off"].append(timed_exactly(off))
+        wall = {k: float(np.median([t[0] for t in v])) for k, v in times.items()}
+        cpu = {k: float(np.median([t[1] for t in v])) for k, v in times.items()}
+        print(f"  {label:28s} on {wall['on']:6.2f} s / off {wall['off']:6.2f} s wall = "
+              f"{wall['on'] / wall['off']:5.3f}   CPU {cpu['on']:6.2f} / {cpu['off']:6.2f} s = "
+              f"{cpu['on'] / cpu['off']:5.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experts", type=int, default=26)
@@ -176,6 +250,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the generated stores.")
     parser.add_argument("--stores", help="Time the stores a --keep run left here instead.")
     parser.add_argument("--no-html", action="store_true", help="Skip the --html run.")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                        help="Stored logits dtype (default float16).")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="Timings of each side of the verification on / off ratio.")
+    parser.add_argument("--no-verification-ratio", action="store_true",
+                        help="Skip the stores without checksums and the on / off ratio.")
     args = parser.parse_args()
 
     if args.stores:
@@ -184,13 +264,20 @@ def main() -> None:
     else:
         root = Path(tempfile.mkdtemp(prefix="plantkit-bench-report-", dir=args.dir))
     try:
+        unverified = root / "unverified"  # an artifacts root of its own
         if not args.stores:
+            shape = (args.experts, args.val_rows, args.test_rows, args.classes, args.dtype)
             begin = time.perf_counter()
-            size = generate(root, args.experts, args.val_rows, args.test_rows, args.classes)
+            size = generate(root, *shape)
             print(f"generated {args.experts} experts x (val {args.val_rows:,} + test "
-                  f"{args.test_rows:,}) x {args.classes:,} classes, float16: "
+                  f"{args.test_rows:,}) x {args.classes:,} classes, {args.dtype}: "
                   f"{size / 1e9:.2f} GB in {time.perf_counter() - begin:.0f} s (not timed) "
                   f"under {root}")
+            if not args.no_verification_ratio:
+                begin = time.perf_counter()
+                size = generate_unverified(unverified, *shape)
+                print(f"and without checksums: {size / 1e9:.2f} GB in "
+                      f"{time.perf_counter() - begin:.0f} s under {unverified}")
         print(f"machine: {os.cpu_count()} cores, load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         python = sys.executable
@@ -209,6 +296,12 @@ def main() -> None:
                   f"  {seconds / baseline:4.1f}x baseline (wall)")
         if not args.no_html:
             print(f"HTML page: {(root / 'r.html').stat().st_size / 1e6:.1f} MB")
+        if args.no_verification_ratio:
+            pass
+        elif not (unverified / "experts").is_dir():
+            print(f"no stores without checksums under {unverified}: no on / off ratio")
+        else:
+            verification_ratio(root, unverified, args.repeats)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if args.keep:

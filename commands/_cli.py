@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from plantkit.artifacts import artifacts_root
 from plantkit.errors import PlantkitInputError
-from plantkit.paths import artifacts_root
 
 console = Console()
 err_console = Console(stderr=True)

@@ -104,11 +104,14 @@ def inspect(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Analyse a dataset: splits, long tail, class buckets (the reference study's EDA)."""
+    from plantkit.artifacts import check_output_file
     from plantkit.data.eda import summarize
     from plantkit.report.eda_tables import print_summary
 
     if root is not None and profile is not None:
         raise PlantkitInputError("give a dataset ROOT or --profile NAME, not both")
+    if html is not None:
+        check_output_file(html, "--html")
     if root is None and profile is None:
         root = _embedded_dataset(quiet)
     dataset = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -45,23 +47,56 @@ def main(
         help="Output root for datasets, experts, combinations and reports (default: ./artifacts).",
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+    wait: bool = typer.Option(
+        False, "--wait",
+        help="When another plantkit process is writing the same expert, combination, dataset "
+             "or report, wait for it instead of refusing at once.",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Train, evaluate and combine image classifiers on long-tailed plant data."""
+    from plantkit.artifacts import set_wait
+
     settings.artifacts = artifacts
     settings.debug = debug
+    set_wait(wait)
+
+
+def _close_hdf5_files() -> None:
+    """Close every HDF5 file still open: after a write error (a full disk, say) HDF5 would
+    otherwise flush them at interpreter exit and can crash there (segmentation fault)."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return
+    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        with contextlib.suppress(Exception):
+            while file_id.valid:
+                file_id.close()
+
+
+def _input_error(message: object, *, environment: bool = False) -> None:
+    _close_hdf5_files()
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if environment:
+        # HDF5 objects of a file whose writes failed (a full disk) can crash the interpreter's
+        # teardown; everything worth cleaning up was cleaned while the error unwound.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
+    sys.exit(2)
 
 
 def run() -> None:
     """Console-script entry point: map library errors to exit codes."""
+    from plantkit.artifacts import environment_error
+
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except PlantkitInputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _input_error(exc)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
     except typer.Abort:
@@ -71,6 +106,11 @@ def run() -> None:
         err_console.print("interrupted; finished work is kept, unfinished work was not written")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
+        environment = environment_error(exc)
+        if environment is not None:
+            if settings.debug:
+                traceback.print_exc()
+            _input_error(environment, environment=True)
         # Usage errors (unknown option, bad value) know how to show themselves; Typer
         # vendors its own click, so recognise them by shape rather than by class.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
@@ -78,6 +118,7 @@ def run() -> None:
             sys.exit(exc.exit_code)
         if settings.debug:
             traceback.print_exc()
+        _close_hdf5_files()
         err_console.print(
             f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug)",
             highlight=False,

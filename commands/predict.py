@@ -29,22 +29,25 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Predict dataset splits with an expert into ARTIFACTS/experts/NAME/predictions.h5."""
+    from plantkit.artifacts import STORE_FILE, artifact_lock, expert_dir
     from plantkit.predict import load_for_prediction, predict_to_store
     from plantkit.progress import progress_bar
-    from plantkit.store import STORE_FILENAME, check_name, open_store
+    from plantkit.store import open_store
 
-    expert_dir = settings.artifacts_root / "experts" / check_name(expert, "--expert")
+    folder = expert_dir(settings.artifacts_root, expert)
     splits = list(dict.fromkeys(split))
-    model, dataset, resize = load_for_prediction(
-        expert_dir, data=data, artifacts=settings.artifacts_root
-    )
-    total = sum(len(dataset.splits[s]) for s in splits if s in dataset.splits)
-    with progress_bar(f"predicting {', '.join(splits)}", total=total, disable=quiet) as advance:
-        store_path = predict_to_store(
-            model, dataset, splits, expert_dir / STORE_FILENAME, name=expert, features=features,
-            dtype=dtype, batch_size=batch_size, workers=workers, resize=resize, append=True,
-            on_batch=advance,
+    with artifact_lock(folder):  # before reading: no train or import may change it meanwhile
+        model, dataset, resize = load_for_prediction(
+            folder, data=data, artifacts=settings.artifacts_root
         )
+        total = sum(len(dataset.splits[s]) for s in splits if s in dataset.splits)
+        with progress_bar(f"predicting {', '.join(splits)}", total=total,
+                          disable=quiet) as advance:
+            store_path = predict_to_store(
+                model, dataset, splits, folder / STORE_FILE, name=expert, features=features,
+                dtype=dtype, batch_size=batch_size, workers=workers, resize=resize,
+                append=True, on_batch=advance,
+            )
     with open_store(store_path) as store:
         rows = {s: store.num_rows(s) for s in splits}
     if as_json:

@@ -60,6 +60,7 @@ def report(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Evaluate every expert and combination store: leaderboard, buckets, history, per species."""
+    from plantkit.artifacts import check_output_file
     from plantkit.progress import progress_bar
     from plantkit.report.leaderboard import (
         build_report,
@@ -70,6 +71,8 @@ def report(
     )
     from plantkit.report.tables import HISTORY_ROWS, print_report
 
+    if html is not None:
+        check_output_file(html, "--html")
     store_paths = collect_store_paths(paths or [], settings.artifacts_root)
     wants_per_class = bool(per_class or species or worst or best or expert)
     total = 0 if quiet else rows_to_read(store_paths, split)

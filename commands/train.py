@@ -132,14 +132,14 @@ def _parse_milestones(text: str) -> tuple[int, ...]:
 def _summary(run_dir: Path) -> dict:
     import numpy as np
 
-    from plantkit.store import STORE_FILENAME, open_store
-    from plantkit.training.callbacks import read_best
-    from plantkit.training.fit import CHECKPOINTS_DIR
+    from plantkit.artifacts import CHECKPOINTS_DIR, STORE_FILE
+    from plantkit.store import open_store
+    from plantkit.training.resume import read_state
 
-    best = read_best(run_dir / CHECKPOINTS_DIR / "best")
-    summary = {"name": run_dir.name, "directory": str(run_dir), "best_epoch": best["epoch"],
-               "val_top1": best["value"]}
-    with open_store(run_dir / STORE_FILENAME) as store:
+    state = read_state(run_dir / CHECKPOINTS_DIR)
+    summary = {"name": run_dir.name, "directory": str(run_dir),
+               "best_epoch": state["best_epoch"], "val_top1": state["best_value"]}
+    with open_store(run_dir / STORE_FILE) as store:
         for split in store.splits:
             hits = [np.argmax(chunk, axis=1) for _, chunk in store.iter_logits(split)]
             predicted = np.concatenate(hits) if hits else np.zeros(0, dtype=int)

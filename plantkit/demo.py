@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plantkit.atomic import write_text_atomic
+from plantkit.artifacts import reports_dir, write_text
 from plantkit.data.embedded import EMBEDDED
 
 STATE_FILE = "demo_state.json"
@@ -79,7 +79,7 @@ class DemoState:
 
     def finish(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = round(seconds, 1)
-        write_text_atomic(self.path, json.dumps({"seconds": self.seconds}, indent=2))
+        write_text(self.path, json.dumps({"seconds": self.seconds}, indent=2))
 
 
 def run_demo(
@@ -123,7 +123,9 @@ def run_demo(
 
 
 def dataset_root(out: Path) -> Path:
-    return out / "data" / "embedded"
+    from plantkit.data.embedded import embedded_root
+
+    return embedded_root(out)
 
 
 def _data(out: Path, plan: DemoPlan, quiet: bool) -> None:
@@ -146,23 +148,25 @@ def _analysis(out: Path, console, quiet: bool) -> None:
 
     dataset = open_dataset(dataset_root(out))
     summary = summarize(dataset.counts(), source=str(dataset.root), dataset=dataset)
-    write_eda_html(out / "reports" / "eda.html", summary, dataset=dataset)
+    write_eda_html(reports_dir(out) / "eda.html", summary, dataset=dataset)
     if console is not None and not quiet:
         print_summary(summary, console)
 
 
 def _experts(out: Path, plan: DemoPlan, quiet: bool) -> None:
-    from plantkit.store import STORE_FILENAME, open_store
+    from plantkit.artifacts import CHECKPOINTS_DIR, STORE_FILE, expert_dir
+    from plantkit.store import open_store
     from plantkit.training.fit import TrainConfig, train_expert
+    from plantkit.training.resume import read_state
 
     for expert in plan.experts:
-        run_dir = out / "experts" / expert.name
-        store = run_dir / STORE_FILENAME
+        run_dir = expert_dir(out, expert.name)
+        store = run_dir / STORE_FILE
         if store.is_file():
             with open_store(store) as opened:
                 if {"val", "test"} <= set(opened.splits):
                     continue
-        resumable = (run_dir / "checkpoints" / "last").exists()
+        resumable = read_state(run_dir / CHECKPOINTS_DIR) is not None
         config = TrainConfig(
             data=str(dataset_root(out)), arch=expert.arch, name=expert.name,
             epochs=plan.epochs, milestones=plan.milestones, batch_size=plan.batch_size,
@@ -184,7 +188,7 @@ def _combinations(out: Path, plan: DemoPlan, console, quiet: bool) -> None:
         CombineOptions(router=True, top_k=1, name="top1", router_settings=router),
     ]
     results = [run_combine(out, options) for options in calls]
-    write_text_atomic(out / "reports" / "combinations.json",
+    write_text(reports_dir(out) / "combinations.json",
                       json.dumps(results, indent=2, default=str))
 
 
@@ -194,15 +198,15 @@ def _report(out: Path, console, quiet: bool) -> None:
     from plantkit.report.tables import print_report
 
     report = build_report(collect_store_paths([], out), workers=1)
-    write_text_atomic(out / "reports" / "report.json", json.dumps(report))
-    write_report_html(out / "reports" / "report.html", report)
+    write_text(reports_dir(out) / "report.json", json.dumps(report))
+    write_report_html(reports_dir(out) / "report.html", report)
     if console is not None and not quiet:
         print_report(report, console)
 
 
 def verdicts(out: Path) -> list[str]:
     """One honest line per combination: does it beat the best single expert on test?"""
-    path = out / "reports" / "report.json"
+    path = reports_dir(out) / "report.json"
     if not path.is_file():
         return []
     report = json.loads(path.read_text(encoding="utf-8"))

@@ -11,15 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from plantkit.artifacts import artifact_lock, check_name, store_path
 from plantkit.errors import PlantkitInputError
-from plantkit.store import (
-    LOGITS_DTYPES,
-    StoreWriter,
-    check_name,
-    classes_fingerprint,
-    open_store,
-    store_path,
-)
+from plantkit.store import LOGITS_DTYPES, StoreWriter, classes_fingerprint, open_store
 
 # Rows per write: bounds memory to a few MB whatever the size of the memory-mapped .npy.
 IMPORT_CHUNK_ROWS = 4096
@@ -169,6 +163,18 @@ def import_logits(
             "--train-counts and --paths come from the dataset with --data: drop them"
         )
     target = store_path(artifacts_root, expert, "expert")
+    # The expert's folder is the artifact: the checks of the existing store and the write
+    # happen under its lock, so a predict or another import cannot come between them.
+    with artifact_lock(target.parent):
+        return _import_locked(
+            target, expert=expert, split=split, logits_path=logits_path,
+            labels_path=labels_path, data_root=data_root, classes_path=classes_path,
+            train_counts_path=train_counts_path, paths_path=paths_path, dtype=dtype,
+            overwrite=overwrite)
+
+
+def _import_locked(target: Path, *, expert, split, logits_path, labels_path, data_root,
+                   classes_path, train_counts_path, paths_path, dtype, overwrite) -> ImportedSplit:
     existing = _existing_store_summary(target)
 
     paths = None

@@ -12,6 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from plantkit.artifacts import (
+    STORE_FILE,
+    TRAIN_CONFIG_FILE,
+    artifact_lock,
+    artifacts_root,
+    read_json,
+)
 from plantkit.errors import PlantkitInputError
 
 # The eval transform of the Pl@ntNet-300K recipe resizes to 256 and centre-crops 224.
@@ -77,7 +84,9 @@ def predict_to_store(
              "params": int(info["params"]), "gflops": float(info["gflops"]),
              "input_size": int(spec.crop), "resize": int(spec.resize)}
     train_counts = np.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
-    with StoreWriter(store_path, name=name or store_path.parent.name, kind="expert",
+    # The expert's folder is the artifact: one writer of it at a time (train holds it already).
+    with artifact_lock(store_path.parent), \
+            StoreWriter(store_path, name=name or store_path.parent.name, kind="expert",
                      class_ids=list(dataset.class_ids), fingerprint=dataset.fingerprint,
                      attrs=attrs, train_counts=train_counts, append=append) as writer:
         for split in splits:
@@ -137,11 +146,9 @@ def predict_expert(
     See `load_for_prediction` for the dataset chosen and refused. Other splits already in
     the store are kept.
     """
-    from plantkit.store import STORE_FILENAME
-
     expert, dataset, resize = load_for_prediction(expert_dir, data=data, artifacts=artifacts)
     return predict_to_store(
-        expert, dataset, splits, Path(expert_dir) / STORE_FILENAME, name=Path(expert_dir).name,
+        expert, dataset, splits, Path(expert_dir) / STORE_FILE, name=Path(expert_dir).name,
         features=features, dtype=dtype, batch_size=batch_size, workers=workers, resize=resize,
         append=True, on_batch=on_batch,
     )
@@ -171,7 +178,6 @@ def load_for_prediction(
         data = training["dataset"]["root"]
     if data is None:
         from plantkit.data.embedded import ensure_embedded_dataset
-        from plantkit.paths import artifacts_root
 
         data = ensure_embedded_dataset(artifacts_root(artifacts))
     dataset = open_dataset(data)
@@ -182,17 +188,8 @@ def load_for_prediction(
 
 def _training_record(expert_dir: Path) -> dict | None:
     """The train_config.json that `plantkit train` leaves in an expert folder, if any."""
-    import json
-
-    from plantkit.training.fit import TRAIN_CONFIG_FILE
-
     path = expert_dir / TRAIN_CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PlantkitInputError(f"cannot read {path}: {exc}") from exc
+    return read_json(path, "the training's options") if path.is_file() else None
 
 
 def _check_dataset_matches(name: str, document: dict, dataset) -> None:

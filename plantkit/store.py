@@ -2,6 +2,13 @@
 
 The layout is documented in docs/store.md; change the two together and bump SCHEMA_VERSION
 when a reader of the old layout would misread the new one.
+
+Integrity: logits, features, labels and train counts carry HDF5's per-chunk fletcher32
+checksum (verified by HDF5 on every chunk read); paths and class ids, variable-length
+strings that cannot carry a filter, carry a sha256 attribute verified when they are read;
+labels are range-checked on read. A mismatch raises ChecksumMismatch (a
+PlantkitInputError: one line naming the file, exit code 2). Stores written before these
+checksums existed have none and are read as before.
 """
 
 from __future__ import annotations
@@ -10,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
@@ -20,55 +26,61 @@ import h5py
 import numpy as np
 
 from plantkit import __version__
-from plantkit.atomic import atomic_path
+from plantkit.artifacts import (
+    STORE_FILE,
+    ChecksumMismatch,
+    check_name,
+    kind_folder,
+    replacing_file,
+)
 from plantkit.errors import PlantkitInputError
 from plantkit.labels import checked_labels
 
 STORE_FORMAT = "plantkit-predictions"
 SCHEMA_VERSION = 1
-STORE_FILENAME = "predictions.h5"
-KIND_FOLDERS = {"expert": "experts", "combination": "combos"}
 LOGITS_DTYPES = ("float32", "float16")
 FEATURES_DTYPE = "float16"
 SPLIT_ORDER = ("train", "val", "test")
 # Attributes the store itself sets; callers' `attrs` may not use these names.
 CORE_ATTRS = frozenset(
     {"format", "schema_version", "kind", "name", "fingerprint", "created_at",
-     "plantkit_version", "dtype", "json_attrs"}
+     "plantkit_version", "dtype", "json_attrs", "class_ids_sha256"}
 )
+# sha256 of the strings joined with "\n" (UTF-8): of /class_ids as a root attribute, of a
+# split's paths as an attribute of its group.
+CLASS_IDS_SHA256 = "class_ids_sha256"
+PATHS_SHA256 = "paths_sha256"
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # At most 1 MiB per chunk: a chunk fits HDF5's default 1 MiB chunk cache while a split is
 # filled batch by batch (a larger cache measured no faster), and a reader of a few rows
 # does not read megabytes.
 _CHUNK_BYTES = 1 << 20
 _MAX_CHUNK_ROWS = 1024
+# labels and train_counts: 64k int64 (512 KiB) per chunk.
+_MAX_VECTOR_CHUNK = 1 << 16
 _STRINGS = h5py.string_dtype("utf-8")
+_FIX = "re-create it (plantkit predict, plantkit import logits or plantkit combine)"
+
+# Benchmarks only (set_verification): off writes stores without checksums, as before issue
+# 9, and reads without checking checksums or label ranges.
+_verify = True
 
 
-def check_name(name: str, what: str = "name") -> str:
-    """A store, expert or split name: letters, digits, '.', '_' and '-', no path separators."""
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-        raise PlantkitInputError(
-            f"{what} {name!r} is not usable: use letters, digits, '.', '_' and '-' only"
-        )
-    return name
+def set_verification(enabled: bool) -> None:
+    """Benchmarks only: measure what the integrity checks cost.
+
+    Off, stores are written without checksums (fletcher32 and sha256 attributes, the layout
+    plantkit wrote before) and reads skip the sha256 and label-range checks. HDF5 still
+    verifies the fletcher32 checksums of a store that has them: compare stores written with
+    verification on against stores written with it off.
+    """
+    global _verify
+    _verify = bool(enabled)
 
 
-def store_path(artifacts_root: str | os.PathLike, name: str, kind: str = "expert") -> Path:
-    """Where the store of expert or combination `name` lives under the artifacts root."""
-    return Path(artifacts_root) / _kind_folder(kind) / check_name(name) / STORE_FILENAME
-
-
-def find_stores(artifacts_root: str | os.PathLike, kind: str | None = None) -> list[Path]:
-    """Store files under ARTIFACTS/experts/*/ and ARTIFACTS/combos/*/, sorted by kind then name."""
-    kinds = list(KIND_FOLDERS) if kind is None else [kind]
-    found: list[Path] = []
-    for each in kinds:
-        folder = Path(artifacts_root) / _kind_folder(each)
-        if folder.is_dir():
-            found.extend(sorted(p for p in folder.glob(f"*/{STORE_FILENAME}") if p.is_file()))
-    return found
+def strings_sha256(strings: Iterable[str]) -> str:
+    """The sha256 (hex) a store records for paths and class ids: joined with "\n", UTF-8."""
+    return hashlib.sha256("\n".join(strings).encode("utf-8")).hexdigest()
 
 
 def classes_fingerprint(class_ids: Sequence[str]) -> str:
@@ -76,15 +88,6 @@ def classes_fingerprint(class_ids: Sequence[str]) -> str:
     dataset folder; it never equals a dataset fingerprint."""
     digest = hashlib.sha256(("\t".join(class_ids) + "\n").encode()).hexdigest()[:16]
     return f"classes:{digest}"
-
-
-def _kind_folder(kind: str) -> str:
-    try:
-        return KIND_FOLDERS[kind]
-    except KeyError:
-        raise PlantkitInputError(
-            f"store kind {kind!r} is unknown: use one of {', '.join(KIND_FOLDERS)}"
-        ) from None
 
 
 def _ordered_splits(names: Iterable[str]) -> list[str]:
@@ -153,18 +156,14 @@ class SplitWriter:
         self.dtype = np.dtype(dtype)
         self.feature_dim = feature_dim
         self._written = np.zeros(n_rows, dtype=bool)
-        self._logits = group.create_dataset(
-            "logits", shape=(n_rows, num_classes), dtype=self.dtype,
-            chunks=_chunks(n_rows, num_classes, self.dtype),
-        )
-        self._labels = group.create_dataset("labels", shape=(n_rows,), dtype=np.int64)
+        self._group = group
+        self._logits = _create_checked(group, "logits", (n_rows, num_classes), self.dtype)
+        self._labels = _create_checked(group, "labels", (n_rows,), np.dtype(np.int64))
         self._paths = group.create_dataset("paths", shape=(n_rows,), dtype=_STRINGS)
         self._features = None
         if feature_dim is not None:
-            self._features = group.create_dataset(
-                "features", shape=(n_rows, feature_dim), dtype=FEATURES_DTYPE,
-                chunks=_chunks(n_rows, feature_dim, np.dtype(FEATURES_DTYPE)),
-            )
+            self._features = _create_checked(group, "features", (n_rows, feature_dim),
+                                             np.dtype(FEATURES_DTYPE))
 
     @property
     def rows_written(self) -> int:
@@ -250,6 +249,11 @@ class SplitWriter:
             )
         return values.astype(dtype, copy=False)
 
+    def _seal(self) -> None:
+        """Record the sha256 of the paths as written (the datasets carry fletcher32)."""
+        if _verify:
+            self._group.attrs[PATHS_SHA256] = strings_sha256(self._paths.asstr()[()])
+
     def _check_complete(self) -> None:
         if self._written.all():
             return
@@ -267,6 +271,21 @@ def _chunks(n_rows: int, width: int, dtype: np.dtype) -> tuple[int, int] | None:
     return (max(1, min(n_rows, _MAX_CHUNK_ROWS, rows)), width)
 
 
+def _create_checked(group: h5py.Group, name: str, shape: tuple, dtype: np.dtype,
+                    data=None) -> h5py.Dataset:
+    """A dataset chunked with HDF5's fletcher32 checksum (empty ones stay contiguous: they
+    hold nothing to check); without checksums, as before, when verification is off."""
+    if len(shape) == 2:
+        chunks = _chunks(shape[0], shape[1], dtype)
+    else:
+        chunks = (min(shape[0], _MAX_VECTOR_CHUNK),) if shape[0] else None
+    if not _verify:
+        chunks = chunks if len(shape) == 2 else None
+    checked = _verify and chunks is not None
+    return group.create_dataset(name, shape=shape, dtype=dtype, data=data, chunks=chunks,
+                                fletcher32=checked)
+
+
 class StoreWriter:
     """Write a store through a temporary file, renamed onto `path` when the with-block ends.
 
@@ -281,7 +300,7 @@ class StoreWriter:
                  train_counts=None, append: bool = False):
         self.path = Path(path)
         self.name = check_name(name, "store name")
-        _kind_folder(kind)
+        kind_folder(kind)
         self.kind = kind
         self.class_ids = [str(c) for c in class_ids]
         if not self.class_ids:
@@ -308,7 +327,7 @@ class StoreWriter:
                 self._adopt(previous)
             self._previous = self.path
         self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.path))
+        tmp = self._stack.enter_context(replacing_file(self.path))
         try:
             self._file = h5py.File(tmp, "w")
             self._file.create_group("splits")
@@ -361,31 +380,35 @@ class StoreWriter:
         try:
             if exc_type is None:
                 self._finish()
+            self._close()  # a failing close (a full disk) is an error of the write, too
         except BaseException as error:
-            self._close()
+            with contextlib.suppress(Exception):
+                self._close()
             stack.__exit__(type(error), error, error.__traceback__)  # removes the temporary
             raise
-        self._close()
         return stack.__exit__(exc_type, exc, tb)
 
     def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
     def _finish(self) -> None:
         for writer in self._splits.values():
             writer._check_complete()
         f = self._file
         if self._previous is not None:
-            with h5py.File(self._previous, "r") as old:
-                for split in old["splits"]:
+            with open_store(self._previous) as old:
+                for split in old.splits:
                     if split not in self._splits:
-                        old.copy(old["splits"][split], f["splits"], name=split)
+                        self._copy_split(old, split)
+        for writer in self._splits.values():
+            writer._seal()
         f.create_dataset("class_ids", data=np.array(self.class_ids, dtype=object),
                          dtype=_STRINGS)
         if self.train_counts is not None:
-            f.create_dataset("train_counts", data=self.train_counts)
+            _create_checked(f, "train_counts", self.train_counts.shape, np.dtype(np.int64),
+                            data=self.train_counts)
         encoded, json_keys = _encode_attrs(self.attrs)
         dtypes = {str(f["splits"][s]["logits"].dtype) for s in f["splits"]}
         f.attrs.update(
@@ -398,9 +421,26 @@ class StoreWriter:
             plantkit_version=__version__,
             dtype=dtypes.pop() if len(dtypes) == 1 else ("mixed" if dtypes else ""),
         )
+        if _verify:
+            f.attrs[CLASS_IDS_SHA256] = strings_sha256(self.class_ids)
         f.attrs["json_attrs"] = json.dumps(json_keys)
         for key, value in encoded.items():
             f.attrs[key] = value
+
+    def _copy_split(self, old: Store, split: str, block_rows: int = 4096) -> None:
+        """Copy a kept split of the old store through the checked reads and the writer: a
+        damaged split is refused (ChecksumMismatch) rather than carried into the new store,
+        and one written before checksums existed gains them. (h5py's copy would carry the
+        chunks without checking them.)"""
+        n_rows = old.num_rows(split)
+        feature_dim = old.feature_dim(split)
+        writer = self.create_split(split, n_rows=n_rows, dtype=old.logits_dtype(split),
+                                   feature_dim=feature_dim)
+        labels, paths = old.labels(split), old.paths(split)
+        for start, logits in old.iter_logits(split, block_rows):
+            stop = start + len(logits)
+            features = None if feature_dim is None else old.features(split, slice(start, stop))
+            writer.write(start, logits, labels[start:stop], paths[start:stop], features)
 
 
 def _checked_train_counts(train_counts, class_ids: Sequence[str]) -> np.ndarray:
@@ -421,13 +461,15 @@ def _checked_train_counts(train_counts, class_ids: Sequence[str]) -> np.ndarray:
 class Store:
     """A read-only prediction store; close it, or use it as a context manager.
 
-    Logits and features come back as float32 whatever their stored dtype.
+    Logits and features come back as float32 whatever their stored dtype. Every read is
+    verified (docs/store.md, "Integrity"): damaged data raise ChecksumMismatch, a
+    PlantkitInputError naming the file.
     """
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
         if path.is_dir():
-            path = path / STORE_FILENAME
+            path = path / STORE_FILE
         if not path.is_file():
             raise PlantkitInputError(f"no prediction store at {path}")
         try:
@@ -435,17 +477,20 @@ class Store:
         except OSError as exc:
             raise PlantkitInputError(f"{path} is not a readable HDF5 file ({exc})") from exc
         self.path = path
-        attrs = self._file.attrs
-        if attrs.get("format") != STORE_FORMAT:
+        try:
+            with self._reading("its attributes"):
+                attrs = self._file.attrs
+                if attrs.get("format") != STORE_FORMAT:
+                    raise PlantkitInputError(f"{path} is not a plantkit prediction store")
+                version = int(attrs["schema_version"])
+            if version > SCHEMA_VERSION:
+                raise PlantkitInputError(
+                    f"{path} uses store schema {version}; this plantkit reads up to "
+                    f"{SCHEMA_VERSION}: upgrade plantkit"
+                )
+        except BaseException:
             self.close()
-            raise PlantkitInputError(f"{path} is not a plantkit prediction store")
-        if int(attrs["schema_version"]) > SCHEMA_VERSION:
-            version = int(attrs["schema_version"])
-            self.close()
-            raise PlantkitInputError(
-                f"{path} uses store schema {version}; this plantkit reads up to "
-                f"{SCHEMA_VERSION}: upgrade plantkit"
-            )
+            raise
 
     def __enter__(self) -> Store:
         return self
@@ -459,34 +504,63 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.kind} {self.name!r}, splits={self.splits}, path={str(self.path)!r})"
 
+    # integrity
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn HDF5's read failures (a fletcher32 mismatch, a damaged structure) into one
+        line naming the file and `what` was being read."""
+        try:
+            yield
+        except (OSError, UnicodeDecodeError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # The only filter a store uses is fletcher32: its failure is a checksum mismatch.
+            problem = ("fail their fletcher32 checksum" if "filter returned failure" in detail
+                       else f"cannot be read ({detail})")
+            raise ChecksumMismatch(f"{self.path} is damaged: {what} {problem}; {_FIX}") from exc
+
+    def _check_sha256(self, strings: list[str], expected, what: str) -> None:
+        if _verify and expected is not None and strings_sha256(strings) != str(expected):
+            raise ChecksumMismatch(
+                f"{self.path} is damaged: {what} differ from the sha256 recorded when they "
+                f"were written; {_FIX}"
+            )
+
+    def _attr(self, key: str):
+        with self._reading("its attributes"):
+            return self._file.attrs[key]
+
     # root metadata
     @property
     def name(self) -> str:
-        return str(self._file.attrs["name"])
+        return str(self._attr("name"))
 
     @property
     def kind(self) -> str:
-        return str(self._file.attrs["kind"])
+        return str(self._attr("kind"))
 
     @property
     def fingerprint(self) -> str:
-        return str(self._file.attrs["fingerprint"])
+        return str(self._attr("fingerprint"))
 
     @property
     def schema_version(self) -> int:
-        return int(self._file.attrs["schema_version"])
+        return int(self._attr("schema_version"))
 
     @property
     def created_at(self) -> str:
-        return str(self._file.attrs["created_at"])
+        return str(self._attr("created_at"))
 
     @property
     def plantkit_version(self) -> str:
-        return str(self._file.attrs["plantkit_version"])
+        return str(self._attr("plantkit_version"))
 
     @cached_property
     def class_ids(self) -> list[str]:
-        return list(self._file["class_ids"].asstr()[()])
+        with self._reading("the class ids"):
+            class_ids = list(self._file["class_ids"].asstr()[()])
+            expected = self._file.attrs.get(CLASS_IDS_SHA256)
+        self._check_sha256(class_ids, expected, "the class ids")
+        return class_ids
 
     @property
     def num_classes(self) -> int:
@@ -495,65 +569,109 @@ class Store:
     @cached_property
     def attrs(self) -> dict:
         """The writer's extra attributes (architecture, params, gflops ...), JSON values decoded."""
-        return _decode_attrs(self._file.attrs)
+        with self._reading("its attributes"):
+            return _decode_attrs(self._file.attrs)
 
     @property
     def train_counts(self) -> np.ndarray | None:
-        return self._file["train_counts"][()] if "train_counts" in self._file else None
+        with self._reading("the train counts"):
+            return self._file["train_counts"][()] if "train_counts" in self._file else None
 
     @property
     def splits(self) -> list[str]:
-        return _ordered_splits(self._file["splits"])
+        with self._reading("its split list"):
+            return _ordered_splits(self._file["splits"])
 
     # per split
     def _group(self, split: str) -> h5py.Group:
-        if split not in self._file["splits"]:
-            have = ", ".join(self.splits) or "none"
-            raise PlantkitInputError(
-                f"{self.path} has no {split!r} split (it has: {have})"
-            )
-        return self._file["splits"][split]
+        with self._reading("its split list"):
+            if split in self._file["splits"]:
+                return self._file["splits"][split]
+        have = ", ".join(self.splits) or "none"
+        raise PlantkitInputError(f"{self.path} has no {split!r} split (it has: {have})")
+
+    def _dataset(self, split: str, name: str) -> h5py.Dataset:
+        group = self._group(split)
+        with self._reading(f"the {name} of split {split!r}"):
+            return group[name]
 
     def num_rows(self, split: str) -> int:
-        return int(self._group(split)["labels"].shape[0])
+        return int(self._dataset(split, "labels").shape[0])
 
     def logits_dtype(self, split: str) -> str:
-        return str(self._group(split)["logits"].dtype)
+        return str(self._dataset(split, "logits").dtype)
 
     def labels(self, split: str) -> np.ndarray:
-        return self._group(split)["labels"][()]
+        """The split's labels (int64), refused when one is not a class index."""
+        dataset = self._dataset(split, "labels")
+        with self._reading(f"the labels of split {split!r}"):
+            labels = dataset[()]
+        if not _verify:
+            return labels
+        try:
+            return checked_labels(labels, len(labels), self.num_classes,
+                                  where=f"{self.path} is damaged: split {split!r}: ")
+        except PlantkitInputError as exc:
+            raise PlantkitInputError(f"{exc}; {_FIX}") from None
 
     def paths(self, split: str) -> list[str]:
-        return list(self._group(split)["paths"].asstr()[()])
+        dataset = self._dataset(split, "paths")
+        what = f"the paths of split {split!r}"
+        with self._reading(what):
+            paths = list(dataset.asstr()[()])
+            expected = dataset.parent.attrs.get(PATHS_SHA256)
+        self._check_sha256(paths, expected, what)
+        return paths
 
     def logits(self, split: str, rows: slice | None = None) -> np.ndarray:
         """All logits of a split (N x C float32), or those of a row slice."""
-        return _read_float32(self._group(split)["logits"], rows)
+        dataset = self._dataset(split, "logits")
+        with self._reading(f"the logits of split {split!r}"):
+            return _read_float32(dataset, rows)
 
     def iter_logits(self, split: str, chunk_rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, chunk_rows x C float32) pairs covering the split in row order."""
-        return _iter_rows(self._group(split)["logits"], chunk_rows)
+        return self._iter_rows(self._dataset(split, "logits"), chunk_rows,
+                               f"the logits of split {split!r}")
 
     def has_features(self, split: str) -> bool:
-        return "features" in self._group(split)
+        group = self._group(split)
+        with self._reading(f"the features of split {split!r}"):
+            return "features" in group
 
     def feature_dim(self, split: str) -> int | None:
-        group = self._group(split)
-        return int(group["features"].shape[1]) if "features" in group else None
+        if not self.has_features(split):
+            return None
+        return int(self._dataset(split, "features").shape[1])
 
     def features(self, split: str, rows: slice | None = None) -> np.ndarray:
         """Penultimate features (N x D, upcast to float32), or those of a row slice."""
-        group = self._group(split)
-        if "features" not in group:
+        if not self.has_features(split):
             raise PlantkitInputError(
                 f"{self.path} holds no features for split {split!r}: predict with --features"
             )
-        return _read_float32(group["features"], rows)
+        dataset = self._dataset(split, "features")
+        with self._reading(f"the features of split {split!r}"):
+            return _read_float32(dataset, rows)
 
     def iter_features(self, split: str, chunk_rows: int = 4096):
         """(first row, chunk_rows x D float32) pairs covering the split in row order."""
         self.features(split, slice(0, 0))  # the clear error when there are none
-        return _iter_rows(self._group(split)["features"], chunk_rows)
+        return self._iter_rows(self._dataset(split, "features"), chunk_rows,
+                               f"the features of split {split!r}")
+
+    def _iter_rows(self, dataset: h5py.Dataset, chunk_rows: int,
+                   what: str) -> Iterator[tuple[int, np.ndarray]]:
+        if chunk_rows < 1:
+            raise PlantkitInputError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        return self._iter_checked(dataset, chunk_rows, what)
+
+    def _iter_checked(self, dataset: h5py.Dataset, chunk_rows: int,
+                      what: str) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, dataset.shape[0], chunk_rows):
+            with self._reading(what):
+                chunk = dataset[start:start + chunk_rows]
+            yield start, chunk.astype(np.float32, copy=False)
 
 
 def _read_float32(dataset: h5py.Dataset, rows: slice | None, block_rows: int = 4096):
@@ -567,13 +685,6 @@ def _read_float32(dataset: h5py.Dataset, rows: slice | None, block_rows: int = 4
         last = min(stop, first + block_rows)
         out[first - start:last - start] = dataset[first:last]
     return out
-
-
-def _iter_rows(dataset: h5py.Dataset, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    if chunk_rows < 1:
-        raise PlantkitInputError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    for start in range(0, dataset.shape[0], chunk_rows):
-        yield start, dataset[start:start + chunk_rows].astype(np.float32, copy=False)
 
 
 def open_store(path: str | os.PathLike) -> Store:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plantkit.store import StoreWriter, open_store, store_path
+from plantkit.artifacts import store_path
+from plantkit.store import StoreWriter, open_store
 
 NUM_CLASSES = 12
 CLASS_IDS = [f"c{i:02d}" for i in range(NUM_CLASSES)]

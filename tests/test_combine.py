@@ -21,6 +21,7 @@ from combine_helpers import (
     write_expert,
 )
 
+from plantkit.artifacts import store_path
 from plantkit.combine.cascade import (
     cascade_point,
     cascade_stops,
@@ -38,7 +39,7 @@ from plantkit.combine.stream import stream_outputs
 from plantkit.combine.temperature import fit_temperature
 from plantkit.combine.weighted import accuracy_weights, fit_simplex_weights, mixture_nll
 from plantkit.errors import PlantkitInputError
-from plantkit.store import open_store, store_path
+from plantkit.store import open_store
 
 # A small, quick router: this is about the plumbing; tests/test_router.py tests the router.
 QUICK_ROUTER = dict(folds=2, max_epochs=3, hidden=16)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from combine_helpers import DEFAULT_SPECS, make_experts, split_labels, write_expert
 
+from plantkit.artifacts import store_path
 from plantkit.commands import main
-from plantkit.store import open_store, store_path
+from plantkit.store import open_store
 
 
 def _cli(artifacts, *args):

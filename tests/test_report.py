@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from plantkit.artifacts import store_path
 from plantkit.errors import PlantkitInputError
 from plantkit.report.html import write_report_html
 from plantkit.report.leaderboard import (
@@ -29,7 +30,7 @@ from plantkit.report.leaderboard import (
     rows_to_read,
 )
 from plantkit.report.tables import leaderboard_table, print_report
-from plantkit.store import StoreWriter, store_path
+from plantkit.store import StoreWriter
 
 NUM_CLASSES = 20
 CLASS_IDS = [str(1000 + i) for i in range(NUM_CLASSES)]

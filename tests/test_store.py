@@ -6,16 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
+from plantkit.artifacts import STORE_FILE, find_stores, store_path
 from plantkit.errors import PlantkitInputError
-from plantkit.store import (
-    STORE_FILENAME,
-    StoreWriter,
-    check_compatible,
-    classes_fingerprint,
-    find_stores,
-    open_store,
-    store_path,
-)
+from plantkit.store import StoreWriter, check_compatible, classes_fingerprint, open_store
 
 CLASS_IDS = ["1355868", "1355920", "1363227", "1392475", "1398178"]
 C = len(CLASS_IDS)
@@ -51,7 +44,7 @@ def test_round_trip_keeps_every_value(tmp_path, dtype):
     test = _predictions(20, seed=2, feature_dim=6)
     counts = np.array([50, 20, 3, 0, 7])
     attrs = {"architecture": "resnet18", "params": 11_689_512, "gflops": 1.82}
-    path = _write(tmp_path / STORE_FILENAME, {"val": val, "test": test}, dtype=dtype,
+    path = _write(tmp_path / STORE_FILE, {"val": val, "test": test}, dtype=dtype,
                   attrs=attrs, train_counts=counts, feature_dim=6)
 
     with open_store(path) as store:
@@ -126,7 +119,7 @@ def test_exception_inside_the_block_leaves_no_file_and_no_temporary(tmp_path):
         with StoreWriter(new, name="x", class_ids=CLASS_IDS, fingerprint="fp") as writer:
             writer.create_split("val", n_rows=10).write(0, logits, labels, paths)
             raise KeyError("crash in the middle of a prediction run")
-    assert list(new.parent.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # no temporary, nor the folders made for it
 
     old = _write(tmp_path / "old.h5", {"val": (logits, labels, paths, None)})
     before = old.read_bytes()
@@ -136,7 +129,7 @@ def test_exception_inside_the_block_leaves_no_file_and_no_temporary(tmp_path):
             writer.create_split("test", n_rows=10).write(0, logits, labels, paths)
             raise KeyError("crash")
     assert old.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"]
 
 
 def test_append_adds_and_replaces_splits_keeping_the_rest(tmp_path):

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 import torch
 
+from plantkit.artifacts import HISTORY_COLUMNS
+from plantkit.artifacts import read_history_rows as read_history
 from plantkit.commands import main
 from plantkit.data.profiles import make_profile
 from plantkit.data.synth import generate_dataset
 from plantkit.store import open_store
-from plantkit.training.callbacks import HISTORY_COLUMNS, read_history
 from plantkit.training.fit import TrainConfig, train_expert
+from plantkit.training.resume import read_state
 
 CLASSES = 5
 TINY = ["--arch", "test_resnet", "--resize", "40", "--crop", "32", "--batch-size", "16",
@@ -76,9 +78,11 @@ def trained(tmp_path_factory, data_root):
 
 def test_train_writes_expert_history_and_store(trained, data_root):
     run_dir = trained / "experts" / "test_resnet"
+    state = read_state(run_dir / "checkpoints")
+    assert state["next_epoch"] == 2 and state["last"] == "epoch-0001"
     for name in ("expert.json", "weights.pt", "history.csv", "train_config.json",
-                 "predictions.h5", "checkpoints/best/weights.pt",
-                 "checkpoints/last/state.weights.h5"):
+                 "predictions.h5", f"checkpoints/{state['best']}/weights.pt",
+                 "checkpoints/epoch-0001/state.weights.h5", "checkpoints/state.json"):
         assert (run_dir / name).is_file(), name
     rows = read_history(run_dir / "history.csv")
     assert list(rows[0]) == list(HISTORY_COLUMNS)
@@ -134,7 +138,7 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(trained, data_ro
     assert code == 0, err
 
     reference = trained / "experts" / "test_resnet"
-    for name in ("checkpoints/last/weights.pt", "weights.pt"):
+    for name in ("checkpoints/epoch-0001/weights.pt", "weights.pt"):
         ours = torch.load(run_dir / name, weights_only=True)
         theirs = torch.load(reference / name, weights_only=True)
         assert ours.keys() == theirs.keys()
@@ -285,4 +289,4 @@ def test_predict_stores_nothing_when_images_are_corrupt(trained, data_root, tmp_
     target = tmp_path / "store" / "predictions.h5"
     with pytest.raises(PlantkitInputError, match="corrupt|decoded"):
         predict_to_store(expert, open_dataset(copy), ["val"], target, workers=0)
-    assert not target.exists() and not any(target.parent.iterdir())
+    assert not target.parent.exists()  # nor the folder made for it

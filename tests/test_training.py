@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
@@ -14,11 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from plantkit.artifacts import HISTORY_COLUMNS, artifact_lock, history_csv_text, read_history_rows
 from plantkit.training import callbacks as cb
 from plantkit.training.batches import EpochBatches, keras_input
 from plantkit.training.losses import CrossEntropy, balanced_class_weights
 from plantkit.training.metrics import MacroTop1
 from plantkit.training.optim import TorchSGD
+from plantkit.training.resume import EpochCommit, read_state, restore
 from plantkit.training.schedule import multistep_lr, multistep_lr_callback
 
 
@@ -228,6 +229,10 @@ def compiled_toy_model():
     return model
 
 
+def _commit(tmp_path, save_to=lambda d: None):
+    return EpochCommit(tmp_path, tmp_path / "checkpoints", tmp_path / "history.csv", save_to)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model = compiled_toy_model()
     train = EpochBatches(toy_loader(nan_from_epoch=2), 4)
@@ -239,20 +244,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         (directory / "marker.txt").write_text(str(saved_epochs[-1]))
 
     stop = cb.StopOnNaN()
-    model.fit(keras_input(train), validation_data=keras_input(val), epochs=5, verbose=0,
-              shuffle=False,
-              callbacks=[cb.EpochDeterminism(0, [train]), stop,
-                         cb.LastCheckpoint(tmp_path / "last", save_to),
-                         cb.BestCheckpoint(tmp_path / "best", save_to, monitor="val_top1"),
-                         cb.HistoryCSV(tmp_path / "history.csv")])
+    with artifact_lock(tmp_path):
+        model.fit(keras_input(train), validation_data=keras_input(val), epochs=5, verbose=0,
+                  shuffle=False,
+                  callbacks=[cb.EpochDeterminism(0, [train]), stop, _commit(tmp_path, save_to)])
     assert stop.diverged_at == (2, 2)  # third epoch, third batch
-    state = cb.read_last_state(tmp_path / "last")
+    state = read_state(tmp_path / "checkpoints")
     assert state["next_epoch"] == 2  # epochs 0 and 1 were good
-    assert (tmp_path / "last" / "marker.txt").read_text() == "8"  # 2 epochs x 4 steps
+    assert (tmp_path / "checkpoints" / state["last"] / "marker.txt").read_text() == "8"
     assert all(math.isfinite(v) for v in state["logs"].values())
-    best = cb.read_best(tmp_path / "best")
-    assert best["epoch"] in (0, 1)
-    rows = cb.read_history(tmp_path / "history.csv")
+    assert state["best_epoch"] in (0, 1)
+    assert state["best"] == f"epoch-{state['best_epoch']:04d}"
+    # Only the folders the state names are kept.
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
+    assert kept == sorted({state["last"], state["best"]})
+    rows = read_history_rows(tmp_path / "history.csv")
     # The NaN epoch is recorded (it explains the stop) and redone by a resumed run.
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert math.isnan(float(rows[2]["loss"]))
@@ -260,47 +266,50 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_resume_restores_weights_optimizer_and_epoch(tmp_path):
     """Three epochs in one go equal two epochs, a fresh process-like restart, and one more."""
-    def run(epochs, initial_epoch=0, model=None):
+    def run(folder, epochs, initial_epoch=0, model=None):
         model = model or compiled_toy_model()
         train = EpochBatches(toy_loader(), 4)
-        model.fit(keras_input(train), epochs=epochs, initial_epoch=initial_epoch, verbose=0,
-                  shuffle=False,
-                  callbacks=[cb.EpochDeterminism(7, [train]),
-                             cb.LastCheckpoint(tmp_path / "last", lambda d: None),
-                             cb.HistoryCSV(tmp_path / "history.csv")])
+        with artifact_lock(folder):
+            model.fit(keras_input(train), epochs=epochs, initial_epoch=initial_epoch,
+                      verbose=0, shuffle=False,
+                      callbacks=[cb.EpochDeterminism(7, [train]), _commit(folder)])
         return model
 
-    straight = run(3)
+    straight = run(tmp_path / "a", 3)
     straight_weights = [w.copy() for w in straight.get_weights()]
-    (tmp_path / "history.csv").unlink()
 
-    run(2)
+    run(tmp_path / "b", 2)
     resumed = compiled_toy_model()
-    start = cb.restore_last_checkpoint(resumed, tmp_path / "last")
+    start, _ = restore(resumed, tmp_path / "b" / "checkpoints")
     assert start == 2
     assert int(resumed.optimizer.iterations.numpy()) == 8
-    run(3, initial_epoch=start, model=resumed)
+    run(tmp_path / "b", 3, initial_epoch=start, model=resumed)
     for a, b in zip(resumed.get_weights(), straight_weights, strict=True):
         np.testing.assert_array_equal(a, b)
-    rows = cb.read_history(tmp_path / "history.csv")
+    rows = read_history_rows(tmp_path / "b" / "history.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
 
 
-def test_history_csv_has_the_columns_and_drops_redone_epochs(tmp_path):
-    path = tmp_path / "history.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cb.HISTORY_COLUMNS)
-        writer.writeheader()
-        for epoch in range(3):
-            writer.writerow({"epoch": epoch, "loss": 1.0})
-    history = cb.HistoryCSV(path)
-    history.set_model(compiled_toy_model())
-    history.on_epoch_begin(2)  # resumed at epoch 2: the old row of epoch 2 goes
-    history.on_epoch_end(2, {"loss": 0.5, "val_top1": 0.25, "corrupt_images": 3})
-    rows = cb.read_history(path)
-    assert list(rows[0]) == list(cb.HISTORY_COLUMNS)
-    assert [(r["epoch"], r["loss"]) for r in rows] == [("0", "1.0"), ("1", "1.0"), ("2", "0.5")]
+def test_history_csv_has_the_columns_and_drops_epochs_after_the_resume_point(tmp_path):
+    model = compiled_toy_model()
+    train = EpochBatches(toy_loader(), 4)
+    with artifact_lock(tmp_path):
+        model.fit(keras_input(train), epochs=2, verbose=0, shuffle=False,
+                  callbacks=[cb.EpochDeterminism(7, [train]), _commit(tmp_path)])
+        path = tmp_path / "history.csv"
+        rows = read_history_rows(path)
+        # A killed run wrote the row of epoch 2 but not its resume point.
+        path.write_text(history_csv_text([*rows, {**rows[-1], "epoch": 2, "loss": 9.0}]))
+        commit = _commit(tmp_path)
+        commit.set_model(model)
+        commit.on_epoch_begin(2)  # resumed at epoch 2: the old row of epoch 2 goes
+        commit.on_epoch_end(2, {"loss": 0.5, "val_top1": 0.25, "corrupt_images": 3})
+    rows = read_history_rows(path)
+    assert list(rows[0]) == list(HISTORY_COLUMNS)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert rows[2]["loss"] == "0.5"
     assert rows[2]["corrupt_images"] == "3" and float(rows[2]["lr"]) == pytest.approx(0.01)
+    assert read_state(tmp_path / "checkpoints")["next_epoch"] == 3
 
 
 def test_epoch_seed_depends_on_seed_and_epoch_only():

@@ -10,16 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from plantkit.artifacts import STORE_FILE, find_stores, store_path
 from plantkit.combine.cost import expert_gflops
 from plantkit.errors import PlantkitInputError
-from plantkit.store import (
-    STORE_FILENAME,
-    Store,
-    check_compatible,
-    find_stores,
-    open_store,
-    store_path,
-)
+from plantkit.store import Store, check_compatible, open_store
 
 # Combiners fit on val and are scored on test: every store must hold both.
 COMBINE_SPLITS = ("val", "test")
@@ -118,7 +112,7 @@ def resolve_store_paths(artifacts_root: str | os.PathLike,
     for name in names:
         given = Path(name)
         if given.suffix == ".h5" or os.sep in name or "/" in name:
-            path = given / STORE_FILENAME if given.is_dir() else given
+            path = given / STORE_FILE if given.is_dir() else given
         else:
             path = store_path(artifacts_root, name, kind="expert")
         if not path.is_file():

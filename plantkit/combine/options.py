@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from plantkit.artifacts import check_name
 from plantkit.combine.greedy import METRICS as GREEDY_METRICS
 from plantkit.combine.logit_adjust import TARGETS, parse_tau
 from plantkit.errors import PlantkitInputError
-from plantkit.store import LOGITS_DTYPES, check_name
+from plantkit.store import LOGITS_DTYPES
 
 # In the order results are listed; logit adjustment comes after its base.
 METHODS = ("average", "weighted", "greedy", "temperature", "cascade", "router", "logit-adjust")

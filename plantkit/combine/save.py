@@ -12,23 +12,26 @@ from pathlib import Path
 
 import numpy as np
 
-from plantkit.atomic import atomic_path, write_text_atomic
+from plantkit.artifacts import (
+    COMBINATION_FILE,
+    COMBOS_DIR,
+    STORE_FILE,
+    artifact_lock,
+    check_name,
+    replacing_dir,
+    write_text,
+)
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
-from plantkit.store import KIND_FOLDERS, STORE_FILENAME, StoreWriter, check_name
+from plantkit.store import StoreWriter
 
-COMBINATION_JSON = "combination.json"
 COMBINATION_FORMAT = "plantkit-combination"
 COMBINATION_VERSION = 1
 
 
-def combos_dir(artifacts_root: str | os.PathLike) -> Path:
-    return Path(artifacts_root) / KIND_FOLDERS["combination"]
-
-
 class CombinationWriters:
-    """One temporary folder and store per combination; every folder is renamed into place
+    """One temporary folder and store per combination; every folder is switched into place
     when the with-block ends without error, none otherwise (an existing combination of the
-    same name is then left as it was).
+    same name is then left as it was). Each combination's lock is held for the whole block.
 
     Inside the block: write(name, split, rows, log_probs) for every output chunk, then
     set_result(name, attrs, document) for every combination.
@@ -37,7 +40,7 @@ class CombinationWriters:
     def __init__(self, artifacts_root: str | os.PathLike, names: Sequence[str],
                  experts: ExpertSet, *, dtype: str = "float32",
                  splits: Sequence[str] = COMBINE_SPLITS):
-        self.root = combos_dir(artifacts_root)
+        self.root = Path(artifacts_root) / COMBOS_DIR
         self.names = [check_name(n, "combination name") for n in names]
         self.experts, self.dtype, self.splits = experts, dtype, list(splits)
         self._results: dict[str, tuple[dict, dict]] = {}
@@ -47,13 +50,15 @@ class CombinationWriters:
         self._folders = contextlib.ExitStack()
         self._stores = contextlib.ExitStack()
         try:
+            for name in self.names:
+                self._folders.enter_context(artifact_lock(self.root / name))
             self.folders = {name: self._folders.enter_context(
-                atomic_path(self.root / name, is_dir=True)) for name in self.names}
+                replacing_dir(self.root / name)) for name in self.names}
             self.writers = {}
             self.split_writers = {}
             for name, folder in self.folders.items():
                 writer = self._stores.enter_context(StoreWriter(
-                    folder / STORE_FILENAME, name=name, kind="combination",
+                    folder / STORE_FILE, name=name, kind="combination",
                     class_ids=self.experts.class_ids, fingerprint=self.experts.fingerprint,
                     train_counts=self.experts.train_counts))
                 self.writers[name] = writer
@@ -85,7 +90,7 @@ class CombinationWriters:
             self._stores.__exit__(exc_type, exc, tb)
             if exc_type is None:
                 for name, (_, document) in self._results.items():
-                    write_text_atomic(self.folders[name] / COMBINATION_JSON,
+                    write_text(self.folders[name] / COMBINATION_FILE,
                                       json.dumps(document, indent=2, allow_nan=False) + "\n")
         except BaseException:
             self._folders.__exit__(*sys.exc_info())

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from plantkit.artifacts import artifact_lock, data_dir
+
 EMBEDDED_NAME = "embedded"
 EMBEDDED = {"profile": "plantnet300k", "classes": 60, "scale": 0.2, "image_size": 64, "seed": 0}
 
 
 def embedded_root(artifacts: Path) -> Path:
-    return Path(artifacts) / "data" / EMBEDDED_NAME
+    return data_dir(artifacts) / EMBEDDED_NAME
 
 
 def embedded_counts():
@@ -31,7 +33,10 @@ def ensure_embedded_dataset(artifacts: Path, *, on_image=None) -> Path:
     root = embedded_root(artifacts)
     if (root / "images").is_dir():
         return root
-    counts = embedded_counts()
-    return generate_dataset(
-        root, counts, image_size=EMBEDDED["image_size"], seed=EMBEDDED["seed"], on_image=on_image
-    )
+    # Two commands started on a fresh root both need it: the second waits for the first.
+    with artifact_lock(root, wait=True):
+        if (root / "images").is_dir():
+            return root
+        counts = embedded_counts()
+        return generate_dataset(root, counts, image_size=EMBEDDED["image_size"],
+                                seed=EMBEDDED["seed"], on_image=on_image)

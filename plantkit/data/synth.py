@@ -27,7 +27,7 @@ import pandas as pd
 import PIL
 
 from plantkit import __version__
-from plantkit.atomic import atomic_path
+from plantkit.artifacts import SYNTH_FILE, artifact_lock, replacing_dir
 from plantkit.data.drawing import render
 from plantkit.data.profiles import SPLITS
 from plantkit.data.species import Species, make_species_table, stable_int
@@ -40,7 +40,6 @@ FORMAT = "plantnet300K-v1.1"
 SPECIES_FILE = "plantnet300K_species_id_2_name.json"
 METADATA_FILE = "plantnet300K_metadata.json"
 CLASS_IDX_FILE = "class_idx_to_species_id.json"
-SYNTH_FILE = "synth.json"
 
 
 def class_order(class_ids: Sequence[str]) -> list[str]:
@@ -120,7 +119,7 @@ def _check_target(target: Path, force: bool) -> None:
         if not force:
             raise PlantkitInputError(f"{target} is not empty; pass --force to replace it")
         # --force replaces a generated dataset, never an arbitrary folder (think `--out ~`).
-        if not (target / "synth.json").is_file():
+        if not (target / SYNTH_FILE).is_file():
             raise PlantkitInputError(
                 f"{target} is not empty and holds no synth.json, so it is not a generated "
                 "dataset; --force replaces only those: choose another --out"
@@ -181,11 +180,17 @@ def generate_dataset(
     counts = _check_counts(counts)
     target = Path(target)
     _check_target(target, force)
+    with artifact_lock(target):
+        _check_target(target, force)  # again, now that no other writer can come between
+        return _generate_locked(target, counts, image_size, seed, on_image)
 
+
+def _generate_locked(target: Path, counts: pd.DataFrame, image_size: int, seed: int,
+                     on_image: Callable[[int], None] | None) -> Path:
     ids = counts.index.to_list()
     species = make_species_table(ids, counts["species_name"].to_list())
     metadata: dict[str, dict] = {}
-    with atomic_path(target, is_dir=True) as tmp:
+    with replacing_dir(target) as tmp:
         pending = 0
         for split in SPLITS:
             for sp, n in zip(species, counts[split].to_list(), strict=True):

@@ -6,6 +6,7 @@ a PlantkitInputError naming the file, never a torch traceback.
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from os import PathLike
@@ -13,29 +14,37 @@ from pathlib import Path
 
 import torch
 
+from plantkit.artifacts import read_verified
 from plantkit.errors import PlantkitInputError
 
 # Where the weights sit inside the dicts various training scripts torch.save.
 _STATE_KEYS = ("model", "state_dict", "model_state_dict")
 
 
-def read_checkpoint(path: str | PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+def read_checkpoint(path: str | PathLike, *, sha256: str | None = None,
+                    fix: str = "") -> tuple[dict[str, torch.Tensor], dict]:
     """The weights in `path` and the checkpoint's other plain entries (``epoch`` ...).
 
     Accepts a bare state_dict, a dict holding one under ``model`` (Pl@ntNet-300K) or
     ``state_dict``, or a .safetensors file; a ``module.`` prefix (DataParallel) is removed.
     Only tensors and plain containers are unpickled (``weights_only``), never code.
+    `sha256`, when given, is the checksum recorded when the file was written: other bytes
+    are refused (`fix` says what to do).
     """
     path = Path(path)
     if not path.is_file():
         raise PlantkitInputError(f"checkpoint {path} does not exist")
+    source: Path | io.BytesIO = path
+    if sha256 is not None:
+        source = io.BytesIO(read_verified(path, sha256, fix=fix or "replace the file"))
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load, load_file
 
-            content = load_file(str(path))
+            content = (load(source.getvalue()) if isinstance(source, io.BytesIO)
+                       else load_file(str(path)))
         else:
-            content = torch.load(path, map_location="cpu", weights_only=True)
+            content = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message is a page of advice on weights_only; keep the actual reason.
         found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))

@@ -8,6 +8,7 @@ in a separate state_dict, so saving and loading never pickles a torch module.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from os import PathLike
 from pathlib import Path
@@ -16,7 +17,14 @@ from pathlib import Path
 import keras
 import torch
 
-from plantkit.atomic import atomic_path, write_text_atomic
+from plantkit.artifacts import (
+    EXPERT_FILE,
+    WEIGHTS_FILE,
+    read_json,
+    sha256_bytes,
+    write_bytes,
+    write_text,
+)
 from plantkit.errors import PlantkitInputError
 from plantkit.models import checkpoints, registry
 from plantkit.models.flops import count_gflops, count_params
@@ -24,8 +32,6 @@ from plantkit.models.flops import count_gflops, count_params
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-EXPERT_FILE = "expert.json"
-WEIGHTS_FILE = "weights.pt"
 EXPERT_FORMAT = "plantkit-expert"
 EXPERT_FORMAT_VERSION = 1
 
@@ -233,8 +239,10 @@ def save_expert(
     """Write ``expert.json`` (config, info and the optional fields) and ``weights.pt``.
 
     The weights are the backbone's full state_dict (BatchNorm statistics included) on the
-    CPU, loadable into the plain timm/torchvision model. Each file is written atomically;
-    other files in `directory` (history, predictions) are left alone.
+    CPU, loadable into the plain timm/torchvision model; its sha256 is recorded in
+    ``expert.json`` and verified by every load. Each file goes through the write protocol
+    (the caller holds the lock of `directory` or of the artifact above it); other files in
+    `directory` (history, predictions) are left alone.
     """
     if class_ids is not None and len(class_ids) != expert.config["num_classes"]:
         raise PlantkitInputError(
@@ -244,18 +252,23 @@ def save_expert(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", copy=True) for k, v in expert.backbone.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
+    # Serialised in memory first: torch.save streaming into a full disk fails with a
+    # confusing "unexpected pos" error, and the bytes give the checksum for free.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    weights = buffer.getvalue()
+    write_bytes(directory / WEIGHTS_FILE, weights)
     document = {
         "format": EXPERT_FORMAT,
         "format_version": EXPERT_FORMAT_VERSION,
         "config": expert.config,
         "info": expert.info,
+        "weights_sha256": sha256_bytes(weights),
     }
     optional = {"class_ids": class_ids, "fingerprint": fingerprint, "origin": origin}
     document.update({k: v for k, v in optional.items() if v is not None})
     # expert.json last: its presence marks a complete expert.
-    write_text_atomic(directory / EXPERT_FILE, json.dumps(document, indent=2) + "\n")
+    write_text(directory / EXPERT_FILE, json.dumps(document, indent=2) + "\n")
     return directory
 
 
@@ -264,11 +277,8 @@ def read_expert_json(directory: str | PathLike) -> dict:
     path = Path(directory) / EXPERT_FILE
     if not path.is_file():
         raise PlantkitInputError(f"{Path(directory)} is not an expert folder: no {EXPERT_FILE}")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PlantkitInputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(document, dict) or document.get("format") != EXPERT_FORMAT:
+    document = read_json(path, "an expert description")
+    if document.get("format") != EXPERT_FORMAT:
         raise PlantkitInputError(f"{path} is not a plantkit expert description")
     if document.get("format_version", 0) > EXPERT_FORMAT_VERSION:
         raise PlantkitInputError(f"{path} was written by a newer plantkit; upgrade plantkit")
@@ -280,7 +290,13 @@ def load_expert(directory: str | PathLike) -> Expert:
     directory = Path(directory)
     document = read_expert_json(directory)
     expert = Expert.from_config(document["config"])
-    load_weights(expert, directory / WEIGHTS_FILE)
+    state, _ = checkpoints.read_checkpoint(
+        directory / WEIGHTS_FILE, sha256=document.get("weights_sha256"),
+        fix=f"the expert {directory} is damaged: train, import or copy it again",
+    )
+    checkpoints.load_backbone_state(expert.backbone, state, classifier=expert.classifier_name,
+                                    num_classes=expert.config["num_classes"],
+                                    origin=str(directory / WEIGHTS_FILE))
     if document.get("info"):
         expert._info = dict(document["info"])
     return expert
@@ -294,15 +310,20 @@ def load_weights(expert: Expert, path: str | PathLike) -> None:
     """
     path = Path(path)
     if path.is_dir():
-        config = read_expert_json(path)["config"]
+        document = read_expert_json(path)
+        config = document["config"]
         mine = expert.config
         if (config["arch"], config["num_classes"]) != (mine["arch"], mine["num_classes"]):
             raise PlantkitInputError(
                 f"expert {path} is a {config['arch']} with {config['num_classes']:,} classes; "
                 f"this one is a {mine['arch']} with {mine['num_classes']:,}"
             )
+        state, _ = checkpoints.read_checkpoint(
+            path / WEIGHTS_FILE, sha256=document.get("weights_sha256"),
+            fix=f"the expert {path} is damaged: train, import or copy it again")
         path = path / WEIGHTS_FILE
-    state, _ = checkpoints.read_checkpoint(path)
+    else:
+        state, _ = checkpoints.read_checkpoint(path)
     checkpoints.load_backbone_state(expert.backbone, state, classifier=expert.classifier_name,
                                     num_classes=expert.config["num_classes"], origin=str(path))
 

@@ -8,15 +8,13 @@ ImageNet weights on 224 px centre crops normalised with ImageNet's mean and std.
 
 from __future__ import annotations
 
-import re
 from os import PathLike
 from pathlib import Path
 
-from plantkit.atomic import atomic_path
+from plantkit.artifacts import EXPERT_FILE, artifact_lock, check_name, replacing_dir
 from plantkit.errors import PlantkitInputError
 from plantkit.models import checkpoints
 from plantkit.models.expert import (
-    EXPERT_FILE,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Expert,
@@ -25,7 +23,6 @@ from plantkit.models.expert import (
 
 PLANTNET300K_CLASSES = 1081
 PLANTNET300K_INPUT_SIZE = 224
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def default_expert_name(arch: str) -> str:
@@ -48,17 +45,9 @@ def import_plantnet_checkpoint(
     Pl@ntNet-300K class count, the expert records the dataset's species ids as its
     class ids. The folder appears complete or not at all. Returns the folder.
     """
-    name = name or default_expert_name(arch)
-    if not _NAME_PATTERN.fullmatch(name):
-        raise PlantkitInputError(
-            f"expert name '{name}' must be letters, digits, '.', '_' or '-' (no spaces or /)"
-        )
+    name = check_name(name or default_expert_name(arch), "expert name (--name)")
     target = Path(experts_dir) / name
-    if target.exists() and not overwrite:
-        what = "an expert" if (target / EXPERT_FILE).is_file() else "a folder"
-        raise PlantkitInputError(
-            f"{target} already holds {what}; pass --overwrite to replace it or choose --name"
-        )
+    _check_free(target, overwrite)
     state, extras = checkpoints.read_checkpoint(ckpt_path)
     expert = Expert(arch, num_classes, source=source, input_size=PLANTNET300K_INPUT_SIZE,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -70,9 +59,19 @@ def import_plantnet_checkpoint(
     if "epoch" in extras:
         origin["epoch"] = extras["epoch"]
     class_ids = plantnet300k_class_ids() if num_classes == PLANTNET300K_CLASSES else None
-    with atomic_path(target, is_dir=True) as tmp:
-        save_expert(expert, tmp, class_ids=class_ids, origin=origin)
+    with artifact_lock(target):
+        _check_free(target, overwrite)  # again, now that no other writer can come between
+        with replacing_dir(target) as tmp:
+            save_expert(expert, tmp, class_ids=class_ids, origin=origin)
     return target
+
+
+def _check_free(target: Path, overwrite: bool) -> None:
+    if target.exists() and not overwrite:
+        what = "an expert" if (target / EXPERT_FILE).is_file() else "a folder"
+        raise PlantkitInputError(
+            f"{target} already holds {what}; pass --overwrite to replace it or choose --name"
+        )
 
 
 def plantnet300k_class_ids() -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from plantkit.atomic import write_text_atomic
+from plantkit.artifacts import write_text
 from plantkit.report.html_page import escape as _e
 from plantkit.report.html_page import figure_html, page_html
 
@@ -339,7 +339,7 @@ def write_eda_html(
     PIL image -> PIL image) adds a section with the same samples augmented; without it
     that section is left out entirely.
     """
-    return write_text_atomic(path, build_eda_html(summary, dataset, augment=augment))
+    return write_text(path, build_eda_html(summary, dataset, augment=augment))
 
 
 __all__ = ["build_eda_html", "write_eda_html"]

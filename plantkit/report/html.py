@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plantkit.atomic import write_text_atomic
+from plantkit.artifacts import write_text
 from plantkit.report.html_page import FIGURE_MARGIN, FigureEmbedder, escape, page_html
 from plantkit.report.leaderboard import (
     ACCURACY_BIN_WIDTH,
@@ -350,7 +350,7 @@ value of each column is in green (lowest for params, GFLOPs and ECE); '-': input
 
 def write_report_html(path: str | Path, report: dict) -> Path:
     """Write the report page to `path` atomically and return the path."""
-    return write_text_atomic(path, build_report_html(report))
+    return write_text(path, build_report_html(report))
 
 
 __all__ = [

@@ -9,7 +9,6 @@ no train counts, no GFLOPs, no history.csv) become None values and notes, never 
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import multiprocessing
 import os
@@ -20,20 +19,20 @@ from pathlib import Path
 import numpy as np
 
 from plantkit import metrics
+from plantkit.artifacts import (
+    HISTORY_FILE,
+    KIND_FOLDERS,
+    STORE_FILE,
+    find_stores,
+    is_visible,
+    read_history_rows,
+)
 from plantkit.errors import PlantkitInputError
 from plantkit.jsonable import to_plain
-from plantkit.store import (
-    KIND_FOLDERS,
-    SPLIT_ORDER,
-    STORE_FILENAME,
-    check_compatible,
-    find_stores,
-    open_store,
-)
+from plantkit.store import SPLIT_ORDER, check_compatible, open_store
 
 REPORT_FORMAT = "plantkit-report"
 REPORT_VERSION = 1
-HISTORY_FILE = "history.csv"
 # Predictions on the train split are memorised by the experts: reported only when asked for.
 DEFAULT_SKIPPED_SPLITS = ("train",)
 AVERAGE_K = 3  # the leaderboard's average-k column
@@ -76,10 +75,13 @@ def collect_store_paths(paths: Sequence[str | os.PathLike], artifacts_root: str 
         for given in map(Path, paths):
             if given.is_file():
                 found.append(given)
-            elif (given / STORE_FILENAME).is_file():
-                found.append(given / STORE_FILENAME)
+            elif (given / STORE_FILE).is_file():
+                found.append(given / STORE_FILE)
             elif given.is_dir():
-                found.extend(find_stores(given) or sorted(given.rglob(STORE_FILENAME)))
+                found.extend(find_stores(given) or sorted(
+                    p for p in given.rglob(STORE_FILE)
+                    if all(is_visible(part) for part in p.relative_to(given).parents)
+                    and is_visible(p)))
             else:
                 raise PlantkitInputError(f"{given} does not exist: give store files or folders")
         where = "in " + ", ".join(str(p) for p in paths)
@@ -87,7 +89,7 @@ def collect_store_paths(paths: Sequence[str | os.PathLike], artifacts_root: str 
     if not unique:
         raise PlantkitInputError(
             f"no prediction stores found {where} (looked for {'/'.join(KIND_FOLDERS.values())}"
-            f"/*/{STORE_FILENAME}): create some with `plantkit train`, `plantkit predict` or "
+            f"/*/{STORE_FILE}): create some with `plantkit train`, `plantkit predict` or "
             "`plantkit import logits`"
         )
     return unique
@@ -364,17 +366,11 @@ def grouped_notes(report: dict) -> list[str]:
 def read_history(path: str | os.PathLike) -> dict | None:
     """A training history.csv as {"path", "columns", "rows"} (numbers; blanks None), or None."""
     path = Path(path)
-    if not path.is_file():
+    text_rows = read_history_rows(path)
+    if not text_rows:
         return None
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            rows = [{c: _cell(row.get(c)) for c in columns} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise PlantkitInputError(f"{path} is not a readable history CSV ({exc})") from exc
-    if not rows:
-        return None
+    columns = list(text_rows[0])
+    rows = [{c: _cell(row.get(c)) for c in columns} for row in text_rows]
     return {"path": str(path), "columns": columns, "rows": rows}
 
 

@@ -4,7 +4,8 @@ The run folder ARTIFACTS/experts/<name>/ holds, while training:
 
 - `train_config.json`: the TrainConfig and the dataset's fingerprint and class ids,
 - `history.csv`: one row per epoch,
-- `checkpoints/best/`, `checkpoints/last/`: expert folders (see plantkit.training.callbacks),
+- `checkpoints/`: the resume point `state.json` and the epoch folders it names (the last and
+  the best epoch; see plantkit.training.resume),
 
 and once training has finished, the expert itself (`expert.json`, `weights.pt`: the
 best epoch by val top-1, as the dataset authors kept it) and its `predictions.h5`.
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,16 +24,25 @@ import plantkit  # noqa: F401  (sets the torch backend before keras is imported)
 
 import keras  # isort: skip
 
-from plantkit.atomic import write_text_atomic
+from plantkit.artifacts import (
+    CHECKPOINTS_DIR,
+    HISTORY_FILE,
+    STORE_FILE,
+    TRAIN_CONFIG_FILE,
+    artifact_lock,
+    artifacts_root,
+    check_name,
+    discard,
+    expert_dir,
+    read_json,
+    write_text,
+)
 from plantkit.data.loading import SAMPLERS
 from plantkit.errors import PlantkitInputError
-from plantkit.paths import artifacts_root
+from plantkit.training import resume
 
 DEFAULT_ARCH = "resnet18"
 LOSSES = ("ce", "weighted")
-TRAIN_CONFIG_FILE = "train_config.json"
-HISTORY_FILE = "history.csv"
-CHECKPOINTS_DIR = "checkpoints"
 
 
 @dataclass
@@ -157,14 +167,20 @@ def train_expert(
 
     `given` names the options the user set explicitly; on --resume, those that differ from
     the interrupted run's are refused (None: compare every option). `callbacks` are extra
-    Keras callbacks, run after plantkit's.
+    Keras callbacks, run after plantkit's. The run holds the expert folder's write lock from
+    start to end: a second writer of the same expert is refused (or waits).
     """
-    from plantkit.store import check_name
-
     artifacts = artifacts_root(artifacts)
     config = validate(dataclasses.replace(config))
     run_dir = _run_dir(artifacts, config)
-    config.name = check_name(run_dir.name, "expert name (--name)")
+    config.name = run_dir.name
+    with artifact_lock(run_dir):
+        _train_locked(config, run_dir, artifacts, quiet=quiet, given=given, callbacks=callbacks)
+    return run_dir
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, artifacts: Path, *, quiet: bool,
+                  given: set[str] | None, callbacks) -> None:
     resume_from = _check_run_dir(run_dir, config)
     if resume_from is not None:
         config = _resumed_config(run_dir, config, given)
@@ -172,31 +188,29 @@ def train_expert(
     dataset = _open_dataset(config, artifacts, quiet=quiet)
     if resume_from is not None:
         _check_same_dataset(run_dir, dataset)
-        expert = _load_expert(resume_from)
+        state = resume.read_state(resume_from)
+        expert = _load_expert(resume.verified_folder(resume_from, state, "last"))
     else:
         expert = _build_expert(config, dataset)
         config.arch = expert.config["arch"]
         if config.overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
+            discard(run_dir)
     _write_train_config(run_dir, config, dataset)  # a resumed run records its new --epochs
 
     compile_expert(expert, config, dataset.num_classes, dataset.splits["train"].labels)
     initial_epoch = 0
     if resume_from is not None:
-        from plantkit.training.callbacks import restore_last_checkpoint
-
-        initial_epoch = restore_last_checkpoint(expert, resume_from)
+        initial_epoch, _ = resume.restore(expert, resume_from)
     if initial_epoch < config.epochs:
         _fit(expert, config, dataset, run_dir, initial_epoch, quiet=quiet, extra=callbacks)
     _finish(run_dir, config, dataset, quiet=quiet)
-    return run_dir
 
 
 def _run_dir(artifacts: Path, config: TrainConfig) -> Path:
-    name = config.name
-    if name is None:
-        name = config.arch or _init_expert_arch(config) or DEFAULT_ARCH
-    return artifacts / "experts" / name
+    if config.name is not None:
+        return expert_dir(artifacts, check_name(config.name, "expert name (--name)"))
+    name = config.arch or _init_expert_arch(config) or DEFAULT_ARCH
+    return expert_dir(artifacts, check_name(name, "expert name (the architecture; pass --name)"))
 
 
 def _init_expert_arch(config: TrainConfig) -> str | None:
@@ -208,23 +222,21 @@ def _init_expert_arch(config: TrainConfig) -> str | None:
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> Path | None:
-    """The last checkpoint to resume from, or None for a fresh run; refuses to clobber."""
-    last = run_dir / CHECKPOINTS_DIR / "last"
+    """The checkpoints folder to resume from, or None for a fresh run; refuses to clobber."""
+    checkpoints = run_dir / CHECKPOINTS_DIR
     exists = run_dir.exists() and any(run_dir.iterdir())
     if config.resume:
-        from plantkit.training.callbacks import read_last_state
-
         if not exists:
             raise PlantkitInputError(
                 f"--resume: there is no run to resume at {run_dir}; check --name (default: the "
                 "architecture), or drop --resume to start training"
             )
-        if read_last_state(last) is None or not (run_dir / TRAIN_CONFIG_FILE).is_file():
+        if resume.read_state(checkpoints) is None or not (run_dir / TRAIN_CONFIG_FILE).is_file():
             raise PlantkitInputError(
-                f"--resume: {run_dir} holds no resumable training (no {CHECKPOINTS_DIR}/last); "
-                "pass --overwrite to train it again"
+                f"--resume: {run_dir} holds no resumable training (no finished epoch in "
+                f"{CHECKPOINTS_DIR}/); pass --overwrite to train it again"
             )
-        return last
+        return checkpoints
     if exists and not config.overwrite:
         raise PlantkitInputError(
             f"{run_dir} already exists: pass --resume to continue its training, --overwrite "
@@ -255,11 +267,7 @@ def _resumed_config(run_dir: Path, requested: TrainConfig, given: set[str] | Non
 
 
 def _read_train_config(run_dir: Path) -> dict:
-    path = run_dir / TRAIN_CONFIG_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PlantkitInputError(f"cannot read {path}: {exc}") from exc
+    return read_json(run_dir / TRAIN_CONFIG_FILE, "the training's options")
 
 
 def _write_train_config(run_dir: Path, config: TrainConfig, dataset) -> None:
@@ -271,8 +279,7 @@ def _write_train_config(run_dir: Path, config: TrainConfig, dataset) -> None:
             "class_ids": list(dataset.class_ids),
         },
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / TRAIN_CONFIG_FILE, json.dumps(document, indent=2) + "\n")
+    write_text(run_dir / TRAIN_CONFIG_FILE, json.dumps(document, indent=2) + "\n")
 
 
 def _open_dataset(config: TrainConfig, artifacts: Path, *, quiet: bool):
@@ -430,10 +437,8 @@ def _fit(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoch: int
         multistep_lr_callback(config.lr, config.milestones, config.gamma),
         cb.EpochStats(train_batches, corrupt_count=lambda: tally.corrupt),
         stop_on_nan,
-        cb.LastCheckpoint(checkpoints / "last", save_to),
-        cb.BestCheckpoint(checkpoints / "best", save_to),
-        cb.HistoryCSV(run_dir / HISTORY_FILE),
         progress,
+        resume.EpochCommit(run_dir, checkpoints, run_dir / HISTORY_FILE, save_to),
     ]
     try:
         expert.fit(keras_input(train_batches), validation_data=keras_input(val_batches),
@@ -443,7 +448,7 @@ def _fit(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoch: int
         progress.close()
     if stop_on_nan.diverged_at is not None:
         epoch, batch = stop_on_nan.diverged_at
-        kept = cb.read_last_state(checkpoints / "last")
+        kept = resume.read_state(checkpoints)
         where = (f"the checkpoints of epoch {kept['next_epoch'] - 1} are kept in {checkpoints}"
                  if kept else "no epoch finished, so no checkpoint was written")
         raise TrainingDiverged(
@@ -457,22 +462,20 @@ def _finish(run_dir: Path, config: TrainConfig, dataset, *, quiet: bool) -> None
     from plantkit.models.expert import load_expert, save_expert
     from plantkit.predict import predict_to_store
     from plantkit.progress import progress_bar
-    from plantkit.store import STORE_FILENAME
-    from plantkit.training.callbacks import read_best
 
-    best_dir = run_dir / CHECKPOINTS_DIR / "best"
-    best = read_best(best_dir)
-    if best is None:
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    state = resume.read_state(checkpoints)
+    if state is None or not math.isfinite(state["best_value"]):
         raise TrainingDiverged(f"no epoch of {run_dir.name} ended with a finite val top-1")
-    expert = load_expert(best_dir)
-    origin = {"trained_by": "plantkit train", "best_epoch": best["epoch"],
-              "val_top1": best["value"], "train_config": TRAIN_CONFIG_FILE}
+    expert = load_expert(resume.verified_folder(checkpoints, state, "best"))
+    origin = {"trained_by": "plantkit train", "best_epoch": state["best_epoch"],
+              "val_top1": state["best_value"], "train_config": TRAIN_CONFIG_FILE}
     save_expert(expert, run_dir, class_ids=list(dataset.class_ids),
                 fingerprint=dataset.fingerprint, origin=origin)
     splits = ["val", "test"]
     total = sum(len(dataset.splits[s]) for s in splits)
     with progress_bar("predicting val and test", total=total, disable=quiet) as advance:
-        predict_to_store(expert, dataset, splits, run_dir / STORE_FILENAME,
+        predict_to_store(expert, dataset, splits, run_dir / STORE_FILE,
                          features=config.features, dtype=config.predict_dtype,
                          batch_size=config.batch_size, workers=config.workers,
                          resize=config.resize, on_batch=advance)
