@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from plantkit.artifacts import data_dir
 from plantkit.commands._cli import console, err_console, print_json, settings
 from plantkit.errors import PlantkitInputError
 
@@ -45,7 +46,7 @@ def synth(
     from plantkit.progress import progress_bar
 
     counts = make_profile(profile, scale=scale, classes=classes, alpha=alpha)
-    target = out or settings.artifacts_root / "data" / f"{profile}-synth"
+    target = out or data_dir(settings.artifacts_root) / f"{profile}-synth"
     n_images = int(counts[["train", "val", "test"]].to_numpy().sum())
     with progress_bar("drawing images", total=n_images, disable=quiet) as advance:
         root = generate_dataset(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from plantkit.artifacts import EXPERTS_DIR
 from plantkit.commands._cli import console, print_json, settings
 
 app = typer.Typer(
@@ -40,7 +41,7 @@ def plantnet(
     from plantkit.models.plantnet_import import import_plantnet_checkpoint
 
     folder = import_plantnet_checkpoint(
-        checkpoint, arch, name=name, experts_dir=settings.artifacts_root / "experts",
+        checkpoint, arch, name=name, experts_dir=settings.artifacts_root / EXPERTS_DIR,
         num_classes=num_classes, source=source, overwrite=overwrite,
     )
     document = read_expert_json(folder)

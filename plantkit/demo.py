@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plantkit.artifacts import reports_dir, write_text
+from plantkit.artifacts import discard, reports_dir, write_text
 from plantkit.data.embedded import EMBEDDED
 
 STATE_FILE = "demo_state.json"
@@ -92,11 +92,9 @@ def run_demo(
     on_stage: Callable[[str, str], None] | None = None,
 ) -> dict:
     """Run every unfinished stage into `out`; return {stage: seconds, ...} and the verdicts."""
-    import shutil
-
     out = Path(out)
     if fresh and out.exists():
-        shutil.rmtree(out)
+        discard(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = DemoPlan.make(quick)
     state = DemoState(out, fresh=fresh)

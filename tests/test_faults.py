@@ -376,3 +376,33 @@ def test_writes_without_a_covering_lock_take_their_own(tmp_path):
         holder.release()
     write_text(tmp_path / "report.html", "page")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+FORKING_HOLDER = """
+import os, sys, time
+from plantkit.artifacts import artifact_lock
+with artifact_lock(sys.argv[1]):
+    if os.fork() == 0:  # like a data-loading worker: outlives its killed parent a while
+        time.sleep(30)
+        os._exit(0)
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_writers_forked_workers_do_not_keep_its_lock(tmp_path):
+    import signal
+
+    holder = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(tmp_path / "e")],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ArtifactBusy):
+            with artifact_lock(tmp_path / "e"):
+                pass
+        holder.kill()  # kill -9 of the writer; its forked child lives on
+        holder.wait(timeout=30)
+        with artifact_lock(tmp_path / "e"):
+            pass
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)

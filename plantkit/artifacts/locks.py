@@ -1,4 +1,7 @@
-"""One writer per artifact: an advisory lock (fcntl.flock) held while a command writes it.
+"""One writer per artifact: an advisory lock (a POSIX record lock, fcntl.lockf) held while a
+command writes it. Unlike flock, a record lock belongs to the process alone: the data-loading
+workers a command forks do not share it, so a killed command's orphaned workers never keep
+its artifacts locked.
 
 The lock lives beside the artifact as a hidden `.NAME.lock` file that records the holder's pid
 and command line, so a second writer can say who is in the way. The kernel drops the lock
@@ -12,6 +15,7 @@ switch complete versions into place (see plantkit.artifacts.protocol).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sys
@@ -80,7 +84,7 @@ def artifact_lock(artifact: str | os.PathLike, *, wait: bool | None = None,
             del _held[key]
             with contextlib.suppress(OSError):
                 path.unlink()  # while still locked: see the module's docstring
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
         for folder in reversed(created):  # folders made for the lock alone, if left empty
@@ -98,8 +102,11 @@ def _acquire(path: Path, key: Path, wait: bool, on_wait) -> int:
         except OSError as exc:
             raise _unlockable(key, exc) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise _unlockable(key, exc) from exc
             owner = _read_owner(fd)
             os.close(fd)
             if not wait:

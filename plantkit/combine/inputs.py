@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plantkit.artifacts import STORE_FILE, find_stores, store_path
+from plantkit.artifacts import EXPERTS_DIR, STORE_FILE, find_stores, store_path
 from plantkit.combine.cost import expert_gflops
 from plantkit.errors import PlantkitInputError
 from plantkit.store import Store, check_compatible, open_store
@@ -134,7 +134,7 @@ def open_experts(artifacts_root: str | os.PathLike, experts: Sequence[str] | Non
     """
     paths = resolve_store_paths(artifacts_root, experts)
     if len(paths) < 2:
-        where = Path(artifacts_root) / "experts"
+        where = Path(artifacts_root) / EXPERTS_DIR
         raise PlantkitInputError(
             f"combining needs two or more expert stores, found {len(paths)} "
             f"({'given by --experts' if experts is not None else f'under {where}'}): "

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from plantkit import __version__, metrics
+from plantkit.artifacts import STORE_FILE
 from plantkit.combine import route
 from plantkit.combine.cascade import NEVER, fit_cascade, stage_costs
 from plantkit.combine.cost import ensemble_gflops, require_costs
@@ -124,7 +125,7 @@ class _Run:
             for method in self.methods:
                 name = options.combination_name(method)
                 result = self._result(method, by_name[name], scores[name], by_name)
-                result["store"] = str(writers.root / name / "predictions.h5")
+                result["store"] = str(writers.root / name / STORE_FILE)
                 results.append(result)
                 writers.set_result(name, self._store_attrs(result), self._document(result))
         return to_plain({"experts": self._expert_rows(), "combinations": results,
