@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -88,23 +89,52 @@ def _input_error(message: object, *, environment: bool = False) -> None:
     sys.exit(2)
 
 
+INTERRUPTED = "interrupted; finished work is kept, unfinished work was not written"
+_EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_received: list[int] = []
+
+
+def _on_signal(signum, frame) -> None:
+    """Ctrl-C and SIGTERM unwind as a KeyboardInterrupt, so every writer cleans up its
+    temporaries; which signal came decides the exit code (Typer swallows the exception)."""
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    err_console.print(INTERRUPTED, highlight=False)
+    sys.exit(_EXIT_FOR_SIGNAL.get(_received[0] if _received else signal.SIGINT, 130))
+
+
 def run() -> None:
     """Console-script entry point: map library errors to exit codes."""
+    for signum in _EXIT_FOR_SIGNAL:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup and `cmd &` ignore them
+            signal.signal(signum, _on_signal)
+    code = _run_app()
+    if _received:
+        _interrupted()
+    sys.exit(code)
+
+
+def _run_app() -> int:
+    """The command's exit code; input and environment errors are printed here."""
     from plantkit.artifacts import environment_error
 
     try:
         code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        return code if isinstance(code, int) else 0
     except PlantkitInputError as exc:
         _input_error(exc)
     except (typer.Exit, SystemExit) as exc:
-        sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)))
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted()
+        return getattr(exc, "exit_code", getattr(exc, "code", 0))
     except typer.Abort:
         err_console.print("aborted")
-        sys.exit(130)
+        return 130
     except KeyboardInterrupt:
-        err_console.print("interrupted; finished work is kept, unfinished work was not written")
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         environment = environment_error(exc)
         if environment is not None:
@@ -115,7 +145,7 @@ def run() -> None:
         # vendors its own click, so recognise them by shape rather than by class.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         if settings.debug:
             traceback.print_exc()
         _close_hdf5_files()
@@ -124,7 +154,8 @@ def run() -> None:
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(1)
+        return 1
+    return 0  # not reached: the handlers above exit
 
 
 if __name__ == "__main__":

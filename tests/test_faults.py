@@ -406,3 +406,31 @@ def test_a_killed_writers_forked_workers_do_not_keep_its_lock(tmp_path):
             pass
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_training_says_so_cleans_up_and_resumes(trained_root, tmp_path, signum,
+                                                              code):
+    import time
+
+    art = tmp_path / "art"
+    args = ["--artifacts", art, "train", "--data", trained_root / "data", "--arch",
+            "test_resnet", "--epochs", "400", "--resize", "32", "--crop", "24", "--workers",
+            "0", "--name", "x", "--quiet"]
+    process = subprocess.Popen([*PLANTKIT, *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    state = art / "experts" / "x" / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert err.strip().splitlines() == [
+        "interrupted; finished work is kept, unfinished work was not written"]
+    assert hidden_leftovers(art) == []
+    resumed = plantkit(*map(str, args[:-3]), "--epochs", "2", "--resume", "--name", "x",
+                       "--quiet")
+    # --epochs 2 with a run already past epoch 2 finishes at once, from its last epoch.
+    assert resumed.returncode == 0, resumed.stderr
+    assert (art / "experts" / "x" / "predictions.h5").is_file()
