@@ -5,7 +5,9 @@ Writes a float16 store (test 31,112 x 1,081 rows in the real per-species test co
 - evaluate_store (top-k, macro, average-k fitted on val, ECE, bootstrap) seconds, rows/s,
   peak traced memory and the process's peak RSS, and the time for --experts such stores;
 - scikit-learn's top_k_accuracy_score for each k over the whole test array vs plantkit's
-  path (score_rows over chunks, then every k), and the ratio, on the same in-memory logits.
+  path (score_rows over chunks, then every k), and the ratio, on the same in-memory logits;
+- per-class top-1 with scikit-learn's recall_score (plantkit's code path) vs plantkit's own
+  bincount, the ratio, per-class top-3 (plantkit only), and sklearn.metrics' import time.
 
     .venv/bin/python benchmarks/bench_metrics.py [--test-rows 31112] [--val-rows 31118]
         [--bootstrap 1000] [--chunk-rows 4096] [--rounds 3] [--experts 26]
@@ -155,13 +157,51 @@ def compare_with_sklearn(logits: np.ndarray, labels: np.ndarray, ks, chunk_rows:
           f"{tied:.1%} of rows tie the true class with another class (float16 rounding); "
           "sklearn lets the highest index win a tie, plantkit never credits one")
 
+    compare_per_class(rows, labels, num_classes, logits.argmax(axis=1), rounds)
+
     macro_theirs_s, macro_theirs = time_it(
         lambda: balanced_accuracy_score(labels, logits.argmax(axis=1)), rounds)
-    macro_ours_s, macro_ours = time_it(
-        lambda: metrics.macro_topk_accuracy(rows, labels, 1, num_classes), rounds)
-    print(f"  macro top-1: sklearn balanced_accuracy_score (argmax included) "
-          f"{macro_theirs_s * 1000:.0f} ms, plantkit from row scores {macro_ours_s * 1000:.1f} ms;"
-          f" difference {abs(macro_theirs - macro_ours):.5f} (argmax wins ties, plantkit does not)")
+    macro_ours = metrics.macro_topk_accuracy(rows, labels, 1, num_classes)
+    print(f"  sklearn balanced_accuracy_score of argmax predictions (argmax included) "
+          f"{macro_theirs_s * 1000:.0f} ms: {macro_theirs:.5f} vs plantkit macro top-1 "
+          f"{macro_ours:.5f} (argmax wins ties, plantkit's tie rule does not)")
+
+
+def compare_per_class(rows, labels: np.ndarray, num_classes: int, argmax: np.ndarray,
+                      rounds: int) -> None:
+    """Per-class top-1 (recall) and its macro mean: scikit-learn's recall_score, the code
+    path of plantkit.metrics, against plantkit's own bincount (per_class_mean) on the same
+    tie-rule hits; then top-3 per class (plantkit only: scikit-learn has no per-class
+    top-k), and what importing sklearn.metrics costs a fresh process (plantkit report)."""
+    import subprocess
+    import sys
+
+    hits = rows.hits(1)
+    rounds = max(rounds, 5)
+    sk_s, sk = time_it(lambda: metrics.per_class_recall(hits, labels, num_classes), rounds)
+    own_s, own = time_it(lambda: metrics.per_class_mean(hits, labels, num_classes), rounds)
+    top3_s, _ = time_it(lambda: metrics.per_class_topk(rows.rank, labels, num_classes, 3),
+                        rounds)
+    same = np.array_equal(sk, own, equal_nan=True)
+    print(f"per-class top-1 over {len(labels):,} rows x {num_classes:,} classes: sklearn "
+          f"recall_score(average=None) {sk_s * 1000:.1f} ms, plantkit bincount "
+          f"{own_s * 1000:.2f} ms: sklearn / plantkit = {sk_s / own_s:.0f}x; identical "
+          f"{same}; macro {metrics.macro_mean(sk):.5f}")
+    print(f"  per-class top-3 (plantkit bincount; sklearn has none) {top3_s * 1000:.2f} ms")
+    from sklearn.metrics import recall_score
+
+    on_argmax = recall_score(labels, argmax, labels=np.arange(num_classes), average=None,
+                             zero_division=np.nan)
+    moved = np.nansum(np.abs(on_argmax - sk) > 0)
+    print(f"  sklearn recall on argmax predictions differs from the tie rule's in {moved} "
+          f"classes (macro {np.nanmean(on_argmax):.5f}): plantkit feeds it tie-rule hits")
+    code = "import time; t = time.perf_counter(); import sklearn.metrics; " \
+           "print(time.perf_counter() - t)"
+    base = "import numpy, scipy.special, h5py; "
+    seconds = [float(subprocess.run([sys.executable, "-c", base + code], capture_output=True,
+                                    text=True, check=True).stdout) for _ in range(3)]
+    print(f"  importing sklearn.metrics in a fresh process (once per plantkit report or "
+          f"combine, and per report worker): {statistics.median(seconds):.2f} s")
 
 
 if __name__ == "__main__":

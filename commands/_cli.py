@@ -9,12 +9,20 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from plantkit.artifacts import artifacts_root
 from plantkit.errors import PlantkitInputError
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: paths, names and messages are printed literally (`run[v2]/ds` stays as it is);
+# styles come from rich Text objects.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def error_line(message: object, label: str = "error:") -> Text:
+    """`label message` with the label in bold red and the message literal."""
+    return Text.assemble((label, "bold red"), " ", str(message))
 
 
 @dataclass
@@ -35,7 +43,7 @@ settings = Settings()
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line on stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(error_line(message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 _CURVE_POINTS = 12
 
@@ -20,6 +21,9 @@ def print_combine(result: dict, console: Console) -> None:
     """Experts, then every combination side by side, then each method's own outputs."""
     console.print(_experts_table(result["experts"]))
     console.print(_results_table(result["combinations"]))
+    if [k for k in result.get("ks", []) if k != 1]:
+        for table in _topk_tables(result):
+            console.print(table)
     for combo in result["combinations"]:
         show = _DETAILS.get(combo["method"])
         if show is not None:
@@ -56,11 +60,46 @@ def _results_table(combos: list[dict]) -> Table:
     for combo in combos:
         test_top1 = _pct(combo["test"]["top1"])
         if best is not None and combo["test"]["top1"] == best:
-            test_top1 = f"[bold green]{test_top1}[/]"
+            test_top1 = Text(test_top1, style="bold green")
         table.add_row(combo["name"], combo["method"], _pct(combo["val"]["top1"]),
                       _pct(combo["val"]["macro_top1"]), test_top1,
                       _pct(combo["test"]["macro_top1"]), _num(combo["expected_gflops"], 2))
     return table
+
+
+def _pct1(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _topk_tables(result: dict) -> list[Table]:
+    """Test top-k (micro / macro) of experts and combinations for each k of --k, then the
+    combinations' average-k (thresholds fitted on their own val output)."""
+    ks = result["ks"]
+    topk = Table(title="Test top-k (micro / macro, %)", title_justify="left",
+                 caption="a tie with the true class counts as a miss", caption_justify="left")
+    topk.add_column("name", no_wrap=True)
+    for k in ks:
+        topk.add_column(f"top-{k}", justify="right", no_wrap=True)
+    rows = [(row["name"], {key.removeprefix("test_"): value for key, value in row.items()})
+            for row in result["experts"]]
+    rows += [(combo["name"], combo["test"]) for combo in result["combinations"]]
+    for name, scores in rows:
+        topk.add_row(name, *[f"{_pct1(scores.get(f'top{k}'))} / "
+                             f"{_pct1(scores.get(f'macro_top{k}'))}" for k in ks])
+    average = Table(title="Test average-k (micro / macro, %; mean set size)",
+                    title_justify="left", caption="threshold fitted on the combination's val "
+                    "output; experts' average-k: plantkit report", caption_justify="left")
+    average.add_column("name", no_wrap=True)
+    for k in ks:
+        average.add_column(f"avg-{k}", justify="right", no_wrap=True)
+    for combo in result["combinations"]:
+        test, cells = combo["test"], []
+        for k in ks:
+            size = test.get(f"avg{k}_set_size")
+            cells.append(f"{_pct1(test.get(f'avg{k}'))} / {_pct1(test.get(f'macro_avg{k}'))}"
+                         + ("" if size is None else f" ({size:.1f})"))
+        average.add_row(combo["name"], *cells)
+    return [topk, average]
 
 
 def _weighted(combo: dict, console: Console) -> None:

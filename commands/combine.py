@@ -74,6 +74,10 @@ def combine(
         None, "--name", help="Prefix of the combination names (PREFIX-average ...) "
         "[default: the method names]."
     ),
+    k: str = typer.Option(
+        "1,3,5,10", "--k", help="The k of top-k and average-k of every result, comma-separated "
+        "(the dataset authors' recipe: 1,3,5,10)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print every result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -81,6 +85,7 @@ def combine(
     from plantkit.combine.cost import parse_cost_overrides
     from plantkit.combine.options import CombineOptions
     from plantkit.combine.run import run_combine
+    from plantkit.metrics import parse_ks
     from plantkit.progress import progress_bar
 
     options = CombineOptions(
@@ -89,7 +94,7 @@ def combine(
         logit_adjust=logit_adjust, target=target, adjust_on=adjust_on, cascade=cascade,
         within=within, budget=budget, router=router, router_input=router_input, top_k=top_k,
         balance=balance, seed=seed, space=space, weights=weights, greedy_metric=greedy_metric,
-        costs=parse_cost_overrides(cost or []), name=name,
+        costs=parse_cost_overrides(cost or []), name=name, ks=parse_ks(k),
     )
 
     def progress(description: str, total: int):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from plantkit.commands._cli import console, err_console, print_json, settings
 
@@ -28,7 +29,8 @@ def demo(
 
     def on_stage(stage: str, status: str) -> None:
         if not quiet:
-            err_console.print(f"[bold]== {stage}[/]: {status}", highlight=False)
+            err_console.print(Text.assemble((f"== {stage}", "bold"), f": {status}"),
+                              highlight=False)
 
     result = run_demo(target, quick=quick, fresh=fresh, quiet=quiet or as_json,
                       console=console, on_stage=on_stage)

@@ -18,7 +18,8 @@ app = typer.Typer(
 @app.command("plantnet")
 def plantnet(
     checkpoint: Path = typer.Argument(
-        ..., help="A released Pl@ntNet-300K checkpoint (torch.save dict: model, optimizer, epoch)."
+        ..., help="A Pl@ntNet-300K checkpoint, released or written by the authors' main.py "
+        "(torch.save dict: model, optimizer, epoch)."
     ),
     arch: str = typer.Option(
         ..., "--arch", help="Architecture it was trained with, by its Pl@ntNet-300K name "
@@ -26,35 +27,68 @@ def plantnet(
     ),
     name: str | None = typer.Option(
         None, "--name", help="Expert name, its folder under ARTIFACTS/experts/ "
-        "[default: plantnet300k-ARCH]."
+        "\\[default: plantnet300k-ARCH]."
     ),
     num_classes: int = typer.Option(1081, "--num-classes", help="Outputs of the checkpoint."),
     source: str | None = typer.Option(
         None, "--source", help="Library that builds --arch: timm or torchvision "
-        "[default: as the Pl@ntNet-300K authors did]."
+        "\\[default: as the Pl@ntNet-300K authors did]."
+    ),
+    resize: int | None = typer.Option(
+        None, "--resize", help="Shorter image side the checkpoint's images were resized to "
+        "before the centre crop (main.py's --image_size); `plantkit predict` resizes to it "
+        "\\[default: 256, as the released weights and main.py's default]."
+    ),
+    crop: int | None = typer.Option(
+        None, "--crop", help="Side of the square centre crop the checkpoint saw, the expert's "
+        "input size (main.py's --crop_size); at most --resize \\[default: 224, as the released "
+        "weights and main.py's default]."
+    ),
+    normalization: str | None = typer.Option(
+        None, "--normalization", help="Mean/std the checkpoint's images were normalised with: "
+        "imagenet (0.485,0.456,0.406 / 0.229,0.224,0.225: the released weights, main.py "
+        "--pretrained) or plantnet300k (0.4425,0.4695,0.3266 / 0.2353,0.2219,0.2325: the "
+        "dataset's, main.py without --pretrained) \\[default: imagenet]."
+    ),
+    mean: str | None = typer.Option(
+        None, "--mean", help="Explicit per-channel mean R,G,B on the 0-1 scale, with --std, "
+        "instead of --normalization."
+    ),
+    std: str | None = typer.Option(
+        None, "--std", help="Explicit per-channel std R,G,B on the 0-1 scale (each > 0), with "
+        "--mean, instead of --normalization."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing expert."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Turn a released Pl@ntNet-300K checkpoint into an expert (then `plantkit predict`)."""
+    """Turn a Pl@ntNet-300K checkpoint (released, or of the authors' main.py) into an expert
+    (then `plantkit predict`)."""
     from plantkit.models.expert import read_expert_json
-    from plantkit.models.plantnet_import import import_plantnet_checkpoint
+    from plantkit.models.plantnet_import import import_plantnet_checkpoint, import_preprocessing
 
+    # Checked before the checkpoint is read: a bad value writes nothing.
+    preprocessing = import_preprocessing(resize=resize, crop=crop, normalization=normalization,
+                                         mean=mean, std=std)
     folder = import_plantnet_checkpoint(
         checkpoint, arch, name=name, experts_dir=settings.artifacts_root / EXPERTS_DIR,
         num_classes=num_classes, source=source, overwrite=overwrite,
+        preprocessing=preprocessing,
     )
     document = read_expert_json(folder)
+    origin = document.get("origin", {})
     if as_json:
         print_json({"expert": folder.name, "folder": folder, "config": document["config"],
-                    "info": document["info"], "origin": document.get("origin", {})})
+                    "info": document["info"], "origin": origin})
         return
     info = document["info"]
-    epoch = document.get("origin", {}).get("epoch")
+    config = document["config"]
+    epoch = origin.get("epoch")
     console.print(
         f"imported {checkpoint}{f' (epoch {epoch})' if epoch is not None else ''} as expert "
-        f"[bold]{folder.name}[/] in {folder}: {info['params']:,} parameters, "
-        f"{info['gflops']:.2f} GFLOPs per image at {document['config']['input_size']} px",
+        f"{folder.name} in {folder}: {info['params']:,} parameters, "
+        f"{info['gflops']:.2f} GFLOPs per image at {config['input_size']} px; predict resizes "
+        f"to {origin.get('resize')}, crops {config['input_size']}, normalises with "
+        f"{origin.get('normalization')} mean/std",
         highlight=False,
         soft_wrap=True,
     )
@@ -110,7 +144,7 @@ def logits(
         return
     console.print(
         f"imported {result.rows:,} {result.split} rows x {result.num_classes:,} classes "
-        f"({result.dtype}) into [bold]{expert}[/] at {result.store}; its splits: "
+        f"({result.dtype}) into {expert} at {result.store}; its splits: "
         f"{', '.join(result.splits)}",
         highlight=False,
         soft_wrap=True,

@@ -13,7 +13,7 @@ import typer
 
 from plantkit import __version__
 from plantkit.commands import combine, data, demo, imports, predict, report, train
-from plantkit.commands._cli import err_console, settings
+from plantkit.commands._cli import err_console, error_line, settings
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
@@ -79,7 +79,7 @@ def _close_hdf5_files() -> None:
 
 def _input_error(message: object, *, environment: bool = False) -> None:
     _close_hdf5_files()
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(error_line(message), highlight=False, soft_wrap=True)
     if environment:
         # HDF5 objects of a file whose writes failed (a full disk) can crash the interpreter's
         # teardown; everything worth cleaning up was cleaned while the error unwound.
@@ -150,7 +150,7 @@ def _run_app() -> int:
             traceback.print_exc()
         _close_hdf5_files()
         err_console.print(
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (rerun with --debug)",
+            error_line(f"{type(exc).__name__}: {exc} (rerun with --debug)", "unexpected error:"),
             highlight=False,
             soft_wrap=True,
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from plantkit.commands._cli import console, print_json, settings
+from plantkit.commands._cli import PlantkitInputError, console, print_json, settings
 
 
 def predict(
@@ -23,35 +23,64 @@ def predict(
         False, "--features", help="Also store penultimate features (float16, for the router)."
     ),
     dtype: str = typer.Option("float32", "--dtype", help="Stored logits: float32 or float16."),
+    resize: int | None = typer.Option(
+        None, "--resize", help="Shorter image side before the centre crop, for this run "
+        "\\[default: the one the expert was trained or imported with; else 8/7 of the crop, "
+        "as 256 for 224]."
+    ),
+    crop: int | None = typer.Option(
+        None, "--crop", help="Side of the square centre crop the expert sees, for this run; "
+        "at most the resize, and a size the network runs at (CNNs take any) \\[default: the "
+        "expert's input size]."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per batch."),
     workers: int = typer.Option(2, "--workers", help="Image-loading processes."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Predict dataset splits with an expert into ARTIFACTS/experts/NAME/predictions.h5."""
+    """Predict dataset splits with an expert into ARTIFACTS/experts/NAME/predictions.h5.
+
+    The store records the resize and crop used (attributes resize, input_size)."""
     from plantkit.artifacts import STORE_FILE, artifact_lock, expert_dir
     from plantkit.predict import load_for_prediction, predict_to_store
     from plantkit.progress import progress_bar
     from plantkit.store import open_store
 
+    _check_sizes(resize, crop)
     folder = expert_dir(settings.artifacts_root, expert)
     splits = list(dict.fromkeys(split))
     with artifact_lock(folder):  # before reading: no train or import may change it meanwhile
-        model, dataset, resize = load_for_prediction(
+        model, dataset, recorded = load_for_prediction(
             folder, data=data, artifacts=settings.artifacts_root
         )
+        resize = recorded if resize is None else resize
         total = sum(len(dataset.splits[s]) for s in splits if s in dataset.splits)
         with progress_bar(f"predicting {', '.join(splits)}", total=total,
                           disable=quiet) as advance:
             store_path = predict_to_store(
                 model, dataset, splits, folder / STORE_FILE, name=expert, features=features,
                 dtype=dtype, batch_size=batch_size, workers=workers, resize=resize,
-                append=True, on_batch=advance,
+                crop=crop, append=True, on_batch=advance,
             )
     with open_store(store_path) as store:
         rows = {s: store.num_rows(s) for s in splits}
+        attrs = store.attrs
+    used = {"resize": attrs.get("resize"), "crop": attrs.get("input_size")}
     if as_json:
-        print_json({"expert": expert, "store": str(store_path), "rows": rows})
+        print_json({"expert": expert, "store": str(store_path), "rows": rows, **used})
     elif not quiet:
         counts = ", ".join(f"{s} {n:,}" for s, n in rows.items())
-        console.print(f"predicted {counts} images -> {store_path}", highlight=False)
+        console.print(f"predicted {counts} images (resize {used['resize']}, crop "
+                      f"{used['crop']}) -> {store_path}", highlight=False, soft_wrap=True)
+
+
+def _check_sizes(resize: int | None, crop: int | None) -> None:
+    """What can be checked before the expert is read (the rest: with its recorded sizes)."""
+    for option, value in (("--resize", resize), ("--crop", crop)):
+        if value is not None and value < 1:
+            raise PlantkitInputError(f"{option} must be a positive integer, got {value}")
+    if resize is not None and crop is not None and crop > resize:
+        raise PlantkitInputError(
+            f"--crop ({crop}) must not exceed --resize ({resize}): the crop is taken from the "
+            "image resized to that shorter side"
+        )

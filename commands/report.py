@@ -39,6 +39,10 @@ def report(
     all_epochs: bool = typer.Option(
         False, "--all-epochs", help="Show every epoch of the training histories, not the last 10."
     ),
+    k: str = typer.Option(
+        "1,3,5,10", "--k", help="The k of top-k and average-k, comma-separated (the dataset "
+        "authors' recipe: 1,3,5,10)."
+    ),
     bootstrap: int = typer.Option(
         0, "--bootstrap", min=0, help="Bootstrap resamples for 95 % intervals of top-1 and "
         "macro top-1 (0: none)."
@@ -61,6 +65,7 @@ def report(
 ) -> None:
     """Evaluate every expert and combination store: leaderboard, buckets, history, per species."""
     from plantkit.artifacts import check_output_file
+    from plantkit.metrics import parse_ks
     from plantkit.progress import progress_bar
     from plantkit.report.leaderboard import (
         build_report,
@@ -71,14 +76,15 @@ def report(
     )
     from plantkit.report.tables import HISTORY_ROWS, print_report
 
+    ks = parse_ks(k)
     if html is not None:
         check_output_file(html, "--html")
     store_paths = collect_store_paths(paths or [], settings.artifacts_root)
     wants_per_class = bool(per_class or species or worst or best or expert)
-    total = 0 if quiet else rows_to_read(store_paths, split)
+    total = 0 if quiet else rows_to_read(store_paths, split, avg_ks=ks)
     with progress_bar("evaluating stores", total=total, disable=quiet, unit="row") as advance:
         result = build_report(
-            store_paths, splits=split, bootstrap=bootstrap, seed=seed, data_root=data,
+            store_paths, splits=split, ks=ks, bootstrap=bootstrap, seed=seed, data_root=data,
             workers=workers or None, advance=advance,
             before_evaluation=lambda outline: check_per_class(
                 outline, expert=expert, species=species or ()),

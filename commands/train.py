@@ -15,6 +15,14 @@ def train(
     data: Path | None = typer.Option(
         None, "--data", help="Dataset root \\[default: the embedded stand-in, made on first use]."
     ),
+    val_from_train: float | None = typer.Option(
+        None, "--val-from-train", help="The dataset has no val split: carve this stratified "
+        "fraction of train into one (recorded; --resume and predict use the same)."
+    ),
+    val_seed: int = typer.Option(
+        0, "--val-seed", help="Seed of --val-from-train's draw (apart from --seed, so experts "
+        "of several seeds share one val split and can be combined)."
+    ),
     arch: str | None = typer.Option(
         None, "--arch", help="Architecture: any timm name or a Pl@ntNet-300K one \\[default: "
         "resnet18, or the --init-from expert's]."
@@ -76,7 +84,8 @@ def train(
     from plantkit.training.fit import TrainConfig, TrainingDiverged, train_expert
 
     config = TrainConfig(
-        data=None if data is None else str(data), arch=arch, name=name, pretrained=pretrained,
+        data=None if data is None else str(data), val_from_train=val_from_train,
+        val_seed=val_seed, arch=arch, name=name, pretrained=pretrained,
         weights=None if weights is None else str(weights),
         init_from=None if init_from is None else str(init_from), epochs=epochs,
         batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
@@ -98,7 +107,7 @@ def train(
         print_json(summary)
     elif not quiet:
         console.print(
-            f"expert [bold]{summary['name']}[/]: best epoch {summary['best_epoch'] + 1}, "
+            f"expert {summary['name']}: best epoch {summary['best_epoch'] + 1}, "
             f"val top-1 {100 * summary['val_top1']:.2f}%, test top-1 "
             f"{100 * summary['test_top1']:.2f}% -> {run_dir}",
             highlight=False,
@@ -130,8 +139,9 @@ def _parse_milestones(text: str) -> tuple[int, ...]:
 
 
 def _summary(run_dir: Path) -> dict:
-    import numpy as np
-
+    """The finished run in a few numbers: each stored split's top-1 is plantkit.metrics'
+    (its tie rule: the same value `plantkit report` and `plantkit combine` print)."""
+    from plantkit import metrics
     from plantkit.artifacts import CHECKPOINTS_DIR, STORE_FILE
     from plantkit.store import open_store
     from plantkit.training.resume import read_state
@@ -141,9 +151,7 @@ def _summary(run_dir: Path) -> dict:
                "best_epoch": state["best_epoch"], "val_top1": state["best_value"]}
     with open_store(run_dir / STORE_FILE) as store:
         for split in store.splits:
-            hits = [np.argmax(chunk, axis=1) for _, chunk in store.iter_logits(split)]
-            predicted = np.concatenate(hits) if hits else np.zeros(0, dtype=int)
-            labels = store.labels(split)
-            summary[f"{split}_top1"] = float((predicted == labels).mean()) if len(labels) else 0.0
-    return summary
+            top1 = metrics.split_accuracy(store, split)["top1"]
+            summary[f"{split}_top1"] = top1 if top1 == top1 else 0.0  # NaN: an empty split
+    return metrics.to_plain(summary)
 

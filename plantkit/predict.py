@@ -30,13 +30,35 @@ def default_resize(crop: int) -> int:
     return int(round(crop * RESIZE_RATIO))
 
 
-def expert_transform_spec(expert, resize: int):
-    """The transform settings for `expert`: resize, crop to its input size, its normalisation."""
+def expert_transform_spec(expert, resize: int, crop: int | None = None):
+    """The transform settings for `expert`: resize, crop (default: its input size), its
+    normalisation. A bad resize or crop raises PlantkitInputError naming --resize / --crop."""
     from plantkit.data.transforms import TransformSpec
 
     config = expert.config
-    return TransformSpec(resize=int(resize), crop=int(config["input_size"]),
+    return TransformSpec(resize=resize, crop=config["input_size"] if crop is None else crop,
                          mean=tuple(config["mean"]), std=tuple(config["std"]))
+
+
+def check_runs_at(expert, size: int) -> None:
+    """Refuse (naming --crop) an input size the expert's network cannot take.
+
+    CNNs with global pooling take any size down to their total stride; a ViT (a fixed
+    patch grid) or a network whose feature map would vanish does not. One forward pass of
+    one black image tells.
+    """
+    import torch
+
+    try:
+        with torch.inference_mode():
+            expert.backbone.eval()(torch.zeros(1, 3, size, size, device=expert.device))
+    except Exception as exc:  # noqa: BLE001 - any failure of the network means "not at this size"
+        config = expert.config
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlantkitInputError(
+            f"--crop {size}: the expert's {config['arch']} cannot run on {size} px images "
+            f"({first}); use its input size {config['input_size']} or another --crop"
+        ) from exc
 
 
 def predict_to_store(
@@ -51,6 +73,7 @@ def predict_to_store(
     batch_size: int = 64,
     workers: int = 2,
     resize: int | None = None,
+    crop: int | None = None,
     append: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> Path:
@@ -59,8 +82,10 @@ def predict_to_store(
     The store is named `name` (default: the folder holding `store_path`) and is written to a
     temporary file renamed into place at the end: an error leaves any earlier store as it
     was. `append` keeps the earlier store's other splits. The eval transform is resize
-    (default: `default_resize` of the expert's input size) then centre crop to the input size,
-    with the expert's normalisation. `on_batch(n)` is called with each batch's size.
+    (default: `default_resize` of the crop) then centre crop to `crop` (default: the expert's
+    input size; another size must be one the network runs at), with the expert's
+    normalisation; the store's attributes record the resize, the crop (`input_size`) and the
+    GFLOPs at that crop. `on_batch(n)` is called with each batch's size.
     """
     from plantkit.data.loading import make_loader
     from plantkit.store import StoreWriter
@@ -78,10 +103,18 @@ def predict_to_store(
             f"the expert has {num_classes:,} classes but the dataset at {dataset.root} has "
             f"{dataset.num_classes:,}"
         )
-    spec = expert_transform_spec(expert, resize or default_resize(expert.config["input_size"]))
+    size = expert.config["input_size"] if crop is None else crop
+    spec = expert_transform_spec(expert, default_resize(size) if resize is None else resize,
+                                 crop)
     info = expert.info
+    gflops = float(info["gflops"])
+    if int(spec.crop) != int(expert.config["input_size"]):
+        from plantkit.models.flops import count_gflops
+
+        check_runs_at(expert, int(spec.crop))
+        gflops = float(count_gflops(expert.backbone, int(spec.crop)))
     attrs = {"architecture": expert.config["arch"], "source": expert.config["source"],
-             "params": int(info["params"]), "gflops": float(info["gflops"]),
+             "params": int(info["params"]), "gflops": gflops,
              "input_size": int(spec.crop), "resize": int(spec.resize)}
     train_counts = np.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
     # The expert's folder is the artifact: one writer of it at a time (train holds it already).
@@ -139,18 +172,22 @@ def predict_expert(
     dtype: str = "float32",
     batch_size: int = 64,
     workers: int = 2,
+    resize: int | None = None,
+    crop: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Path:
     """Recompute the predictions of the expert in `expert_dir` into its store; return the store.
 
-    See `load_for_prediction` for the dataset chosen and refused. Other splits already in
-    the store are kept.
+    See `load_for_prediction` for the dataset chosen and refused, and the resize used
+    unless `resize` is given; `crop` overrides the expert's input size for this run. Other
+    splits already in the store are kept.
     """
-    expert, dataset, resize = load_for_prediction(expert_dir, data=data, artifacts=artifacts)
+    expert, dataset, recorded = load_for_prediction(expert_dir, data=data, artifacts=artifacts)
     return predict_to_store(
         expert, dataset, splits, Path(expert_dir) / STORE_FILE, name=Path(expert_dir).name,
-        features=features, dtype=dtype, batch_size=batch_size, workers=workers, resize=resize,
-        append=True, on_batch=on_batch,
+        features=features, dtype=dtype, batch_size=batch_size, workers=workers,
+        resize=recorded if resize is None else resize, crop=crop, append=True,
+        on_batch=on_batch,
     )
 
 
@@ -164,7 +201,9 @@ def load_for_prediction(
 
     The dataset is `data`, else the one the expert was trained on, else the embedded
     stand-in under `artifacts`; one whose fingerprint or class ids differ from those the
-    expert records is refused. `resize` is the training run's (None if unknown).
+    expert records is refused. `resize` is the training run's (train_config.json), else the
+    one `plantkit import plantnet` recorded in the expert's origin, else None (unknown:
+    predict_to_store then uses `default_resize`).
     """
     from plantkit.data.layout import open_dataset
     from plantkit.models.expert import load_expert, read_expert_json
@@ -180,9 +219,17 @@ def load_for_prediction(
         from plantkit.data.embedded import ensure_embedded_dataset
 
         data = ensure_embedded_dataset(artifacts_root(artifacts))
-    dataset = open_dataset(data)
+    # A val split carved from train (plantkit train --val-from-train) is carved again.
+    carve = training["dataset"].get("val_from_train") if training is not None else None
+    if carve:
+        dataset = open_dataset(data, val_from_train=carve["fraction"], seed=carve["seed"])
+    else:
+        dataset = open_dataset(data)
     _check_dataset_matches(expert_dir.name, document, dataset)
-    resize = training["config"]["resize"] if training is not None else None
+    if training is not None:
+        resize = training["config"]["resize"]
+    else:
+        resize = (document.get("origin") or {}).get("resize")
     return load_expert(expert_dir), dataset, resize
 
 

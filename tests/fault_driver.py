@@ -149,7 +149,7 @@ def scenario_train(work: Path, every: int) -> dict:
         resumed = in_child(lambda root=root: _train(config, root, resume=True))
         how = "resume"
         if resumed["code"] == 2:  # refused, saying how to continue
-            how = "refused: " + resumed["error"].splitlines()[0][:200]
+            how = "refused: " + resumed["error"].splitlines()[0]
             resumed = in_child(lambda root=root: _train(config, root, overwrite=True))
         same = resumed["code"] == 0 and _expert_summary(root) == expected
         outcomes.append({"step": n, "what": steps[n - 1], "killed": killed["killed"],

@@ -63,7 +63,7 @@ def test_training_killed_at_any_step_resumes_to_the_uninterrupted_expert(tmp_pat
     first_resume = next(o["step"] for o in outcomes if o["how"] == "resume")
     assert all(o["how"].startswith("refused") for o in outcomes if o["step"] < first_resume)
     assert all(o["how"] == "resume" for o in outcomes if o["step"] >= first_resume)
-    assert all("--overwrite" in o["how"] or "there is no run" in o["how"]
+    assert all("drop --resume" in o["how"] or "there is no run" in o["how"]
                for o in outcomes if o["how"] != "resume")
     assert sum(o["how"] == "resume" for o in outcomes) >= 20
 
@@ -434,3 +434,11 @@ def test_an_interrupted_training_says_so_cleans_up_and_resumes(trained_root, tmp
     # --epochs 2 with a run already past epoch 2 finishes at once, from its last epoch.
     assert resumed.returncode == 0, resumed.stderr
     assert (art / "experts" / "x" / "predictions.h5").is_file()
+
+
+def test_paths_with_markup_characters_are_printed_literally(tmp_path):
+    odd = tmp_path / "run[v2]" / "x[/bold]y"
+    result = plantkit("--artifacts", odd, "report", odd / "[red]none")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {odd / '[red]none'} does not exist: give store files or folders"]

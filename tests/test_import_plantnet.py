@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from plantkit.errors import PlantkitInputError
-from plantkit.models.expert import IMAGENET_MEAN, load_expert, read_expert_json
+from plantkit.models.expert import IMAGENET_MEAN, IMAGENET_STD, load_expert, read_expert_json
 from plantkit.models.plantnet_import import import_plantnet_checkpoint
 
 CLASSES = 1081
@@ -70,8 +70,12 @@ def test_imported_expert_gives_the_plain_torch_logits(tmp_path, arch, build, dat
 
     document = read_expert_json(folder)
     assert document["config"]["mean"] == list(IMAGENET_MEAN)
+    assert document["config"]["std"] == list(IMAGENET_STD)
     assert document["config"]["input_size"] == 224
     assert document["origin"]["epoch"] == 7
+    # The released weights' eval transform: predict resizes to 256 and crops 224.
+    assert document["origin"]["resize"] == 256 and document["origin"]["crop"] == 224
+    assert document["origin"]["normalization"] == "imagenet"
     assert len(document["class_ids"]) == CLASSES and document["class_ids"][0] == "1355868"
     assert document["info"]["params"] == sum(p.numel() for p in reference.parameters())
 

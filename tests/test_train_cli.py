@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import plantkit  # noqa: F401  (torch backend first)
 
@@ -16,10 +15,10 @@ import keras  # isort: skip
 import numpy as np
 import pytest
 import torch
+from cli_helpers import cli, one_torch_thread, refused  # noqa: F401 (an autouse fixture)
 
 from plantkit.artifacts import HISTORY_COLUMNS
 from plantkit.artifacts import read_history_rows as read_history
-from plantkit.commands import main
 from plantkit.data.profiles import make_profile
 from plantkit.data.synth import generate_dataset
 from plantkit.store import open_store
@@ -29,34 +28,6 @@ from plantkit.training.resume import read_state
 CLASSES = 5
 TINY = ["--arch", "test_resnet", "--resize", "40", "--crop", "32", "--batch-size", "16",
         "--workers", "0", "--milestones", "1", "--lr", "0.05", "--quiet"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread; two spin against each other on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def cli(*args) -> tuple[int, str, str]:
-    """Run `plantkit ARGS` in this process; (exit code, stdout, stderr)."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["plantkit", *map(str, args)]
-    code = 0
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            main.run()
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -181,15 +152,6 @@ def test_predict_refuses_another_dataset(trained, tmp_path):
                        "--data", other, "--workers", 0, "--quiet")
     assert code == 2
     assert "fingerprint" in err and len(err.strip().splitlines()) == 1
-
-
-def refused(*args) -> str:
-    """The one error line of `plantkit ARGS`, which must exit with code 2."""
-    code, _, err = cli(*args)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_bad_inputs_exit_2_with_one_line(trained, data_root, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import one_torch_thread  # noqa: F401 (an autouse fixture)
 
 from plantkit.artifacts import HISTORY_COLUMNS, artifact_lock, history_csv_text, read_history_rows
 from plantkit.training import callbacks as cb
@@ -21,15 +22,6 @@ from plantkit.training.metrics import MacroTop1
 from plantkit.training.optim import TorchSGD
 from plantkit.training.resume import EpochCommit, read_state, restore
 from plantkit.training.schedule import multistep_lr, multistep_lr_callback
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread; two spin against each other on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Wrapped(keras.Model):

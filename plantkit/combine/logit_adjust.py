@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from plantkit import metrics
-from plantkit.combine.probs import log_softmax
 from plantkit.errors import PlantkitInputError
 
 TARGETS = ("top1", "macro")
@@ -45,8 +44,8 @@ def adjust(log_probs, prior: np.ndarray, tau: float) -> np.ndarray:
     """log_softmax(log_probs - tau * log prior): the adjusted prediction as log-probabilities."""
     scores = np.asarray(log_probs, dtype=np.float32)
     if tau == 0:
-        return log_softmax(scores)
-    return log_softmax(scores - np.float32(tau) * prior)
+        return metrics.log_softmax(scores)
+    return metrics.log_softmax(scores - np.float32(tau) * prior)
 
 
 class TradeoffCurve:
@@ -56,27 +55,24 @@ class TradeoffCurve:
         self.taus = sorted({float(t) for t in taus})
         self.prior = prior
         self.num_classes = num_classes
-        self._hits: list[list[np.ndarray]] = [[] for _ in self.taus]
+        self._ranks: list[list[np.ndarray]] = [[] for _ in self.taus]
         self._labels: list[np.ndarray] = []
 
     def update(self, log_probs: np.ndarray, labels: np.ndarray) -> None:
-        rows = np.arange(len(labels))
-        for hits, tau in zip(self._hits, self.taus):
-            scores = log_probs - np.float32(tau) * self.prior
-            true_score = scores[rows, labels]
-            # A tie with another class counts against, as in plantkit.metrics.
-            hits.append(np.count_nonzero(scores >= true_score[:, None], axis=1) == 1)
+        for ranks, tau in zip(self._ranks, self.taus):
+            # Ranked before renormalising: log_softmax only shifts each row.
+            ranks.append(metrics.true_class_rank(log_probs - np.float32(tau) * self.prior,
+                                                 labels))
         self._labels.append(np.asarray(labels))
 
     def result(self) -> dict[str, list[float]]:
         labels = np.concatenate(self._labels) if self._labels else np.zeros(0, np.int64)
         top1, macro = [], []
-        for hits in self._hits:
-            hit = np.concatenate(hits) if hits else np.zeros(0, bool)
-            top1.append(float(hit.mean()) if hit.size else math.nan)
-            per_class = metrics.per_class_mean(hit, labels, self.num_classes)
-            present = per_class[~np.isnan(per_class)]
-            macro.append(float(present.mean()) if present.size else math.nan)
+        for ranks in self._ranks:
+            rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int32)
+            scores = metrics.accuracy_scores(rank, labels, self.num_classes)
+            top1.append(scores["top1"])
+            macro.append(scores["macro_top1"])
         return {"tau": list(self.taus), "val_top1": top1, "val_macro_top1": macro}
 
 

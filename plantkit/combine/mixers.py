@@ -11,19 +11,22 @@ import numpy as np
 from scipy.linalg.blas import saxpy
 
 from plantkit.combine.logit_adjust import TradeoffCurve, adjust, pick_tau
-from plantkit.combine.probs import log_mixture, log_softmax
+from plantkit.combine.probs import log_mixture
+from plantkit.metrics import log_softmax
 
 RAW, CALIBRATED, SHIFTED = "raw", "calibrated", "shifted"
 
 
 class ExpertChunk:
-    """One expert's logits for a row chunk (shifted so each row's max is 0) and the softmaxes
-    asked for: kind -> (unnormalised exps, 1 / row sums). Its arrays belong to this chunk of
-    this expert: a mixer uses them inside `add` and copies what it keeps."""
+    """One expert's logits for a row chunk (shifted so each row's max is 0), the rank of
+    each row's true class (plantkit.metrics.true_class_rank of the unshifted logits: 0 is a
+    top-1 hit) and the softmaxes asked for: kind -> (unnormalised exps, 1 / row sums). Its
+    arrays belong to this chunk of this expert: a mixer uses them inside `add` and copies
+    what it keeps."""
 
-    def __init__(self, m: int, rows: slice, shifted: np.ndarray, pred: np.ndarray,
+    def __init__(self, m: int, rows: slice, shifted: np.ndarray, rank: np.ndarray,
                  softmaxes: dict[str, tuple[np.ndarray, np.ndarray]]):
-        self.m, self.rows, self.shifted, self.pred = m, rows, shifted, pred
+        self.m, self.rows, self.shifted, self.rank = m, rows, shifted, rank
         self.softmaxes = softmaxes
         self._normalised: set[int] = set()  # ids: two kinds may share one array (T = 1)
 
@@ -125,7 +128,7 @@ class LogitMean(Mixer):
     def add(self, chunk):
         # Each row's own shift cancels in the softmax of the mean.
         if self._total is None:
-            self._total = np.zeros((len(chunk.pred), self.num_classes), dtype=np.float32)
+            self._total = np.zeros((len(chunk.shifted), self.num_classes), dtype=np.float32)
         self._total += chunk.shifted
 
     def finish(self, rows, base_output=None):
@@ -165,7 +168,7 @@ class CascadeMixture(Mixer):
 
     def add(self, chunk):
         stage = self.stage_of[chunk.m]
-        n = len(chunk.pred)
+        n = len(chunk.shifted)
         if self._total is None:
             self._total = np.zeros((n, self.num_classes), dtype=np.float32)
             self._out = np.empty_like(self._total)
@@ -175,8 +178,7 @@ class CascadeMixture(Mixer):
             raise RuntimeError("cascade stages must be added cheapest first")
         self._next += 1
         self._total += chunk.probs(CALIBRATED)
-        top = self._total.argmax(axis=1)
-        conf = self._total[np.arange(n), top] / (stage + 1)
+        conf = self._total.max(axis=1) / np.float32(stage + 1)
         last = stage == len(self.order) - 1
         newly = (self._stop < 0) & (last | (conf >= self.thresholds[stage]))
         self._out[newly] = self._total[newly] / np.float32(stage + 1)
@@ -219,7 +221,7 @@ class RouterMixture(Mixer):
             return
         if self._weights is None:
             self._weights = self._chunk_weights(chunk.rows, None)
-            self._total = np.zeros((len(chunk.pred), self.num_classes), dtype=np.float32)
+            self._total = np.zeros((len(chunk.shifted), self.num_classes), dtype=np.float32)
         _add_weighted_rows(self._total, chunk.probs(CALIBRATED), self._weights[:, chunk.m])
 
     def finish(self, rows, base_output=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from plantkit import metrics
 from plantkit.artifacts import check_name
 from plantkit.combine.greedy import METRICS as GREEDY_METRICS
 from plantkit.combine.logit_adjust import TARGETS, parse_tau
@@ -48,6 +49,7 @@ class CombineOptions:
     fit_rows: int = 2048  # val rows a temperature is fitted on (evenly spread)
     chunk_rows: int | None = None  # rows per read; None: aligned to the stores' chunks
     greedy_candidates: int = 10  # classes per row for top-1 greedy
+    ks: tuple[int, ...] = metrics.DEFAULT_KS  # --k: top-k and average-k of every result
 
     def methods(self) -> list[str]:
         chosen = {"average": self.average, "weighted": self.weighted, "greedy": self.greedy,
@@ -77,6 +79,7 @@ class CombineOptions:
         if self.router_input is not None:
             _one_of("--router-input", self.router_input, ROUTER_INPUTS)
         self.tau  # noqa: B018 - parses --logit-adjust
+        self.ks = metrics.parse_ks(self.ks)
         if self.within is not None and self.budget is not None:
             raise PlantkitInputError("--within and --budget both set: the cascade takes one")
         if self.cascade and self.within is None and self.budget is None:

@@ -1,4 +1,6 @@
-"""Softmax pieces shared by the combiners, in float32 and in place where it saves a pass."""
+"""In-place streaming pieces shared by the combiners (float32): row shifts, unnormalised
+exps at a temperature, the log of a mixture. The softmax and log-softmax of whole arrays are
+plantkit.metrics' (scipy's)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,17 @@ import numpy as np
 TINY = np.finfo(np.float32).tiny
 
 
-def shift_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract each row's maximum in place; returns (argmax per row, row maxima).
+def shift_rows(logits: np.ndarray) -> np.ndarray:
+    """Subtract each row's maximum in place; returns the row maxima (NaN or inf where the
+    row holds one: callers check them).
 
-    The shifted logits are <= 0 with a 0 at the argmax, so exp never overflows and the
-    top-1 probability is 1 / sum(exp(shifted)).
+    The shifted logits are <= 0 with a 0 at the maximum, so exp never overflows and the
+    top-1 probability is 1 / sum(exp(shifted)). Hits are counted on the logits before the
+    shift (plantkit.metrics.true_class_rank): the shift may round two close logits together.
     """
-    pred = logits.argmax(axis=1)
-    row_max = np.take_along_axis(logits, pred[:, None], axis=1)[:, 0]
+    row_max = logits.max(axis=1)
     logits -= row_max[:, None]
-    return pred, row_max
+    return row_max
 
 
 def exp_scaled(shifted: np.ndarray, beta: float, out: np.ndarray | None = None):
@@ -35,19 +38,6 @@ def log_mixture(mixture: np.ndarray) -> np.ndarray:
     """log of a probability mixture, in place, with zero probabilities floored at TINY."""
     np.maximum(mixture, TINY, out=mixture)
     return np.log(mixture, out=mixture)
-
-
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float32 (a new array)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return shifted
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float32 (a new array)."""
-    return np.exp(log_softmax(scores))
 
 
 def true_class_probs(exps: np.ndarray, inv_total: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -35,13 +35,13 @@ from plantkit.combine.mixers import (
 )
 from plantkit.combine.options import CombineOptions
 from plantkit.combine.save import COMBINATION_FORMAT, COMBINATION_VERSION, CombinationWriters
-from plantkit.combine.scoring import SplitScores, hit_scores
+from plantkit.combine.scoring import CombinationScores
 from plantkit.combine.stream import stream_outputs
 from plantkit.combine.temperature import fitting_rows
 from plantkit.combine.val_stats import ValNeeds, ValStats, collect_val_stats
 from plantkit.combine.weighted import accuracy_weights, fit_simplex_weights
 from plantkit.errors import PlantkitInputError
-from plantkit.jsonable import to_plain
+from plantkit.metrics import to_plain
 
 # progress(description, total) -> a context manager yielding advance(n): plantkit.progress
 Progress = Callable[[str, int], contextlib.AbstractContextManager]
@@ -103,8 +103,9 @@ class _Run:
         self._fit()
         mixers = self._mixers()
         saved = [m for m in mixers if not m.name.startswith("_")]
-        scores = {m.name: {s: SplitScores(experts.labels[s], experts.num_classes)
-                           for s in COMBINE_SPLITS} for m in saved}
+        scores = {m.name: CombinationScores(experts.labels, experts.num_classes, options.ks)
+                  for m in saved}
+        stored_dtype = np.dtype(options.dtype)
         read = {e for m in mixers if m.base is None for e in m.experts}
         total = sum(experts.num_rows(s) for s in COMBINE_SPLITS) * len(read)
         with CombinationWriters(artifacts_root, [m.name for m in saved], experts,
@@ -113,7 +114,9 @@ class _Run:
             def emit(name: str, split: str, rows: slice, log_probs: np.ndarray) -> None:
                 if name in scores:
                     writers.write(name, split, rows, log_probs)
-                    scores[name][split].update(rows, log_probs)
+                    if stored_dtype != log_probs.dtype:  # score what the store holds
+                        log_probs = log_probs.astype(stored_dtype).astype(np.float32)
+                    scores[name].update(split, rows, log_probs)
 
             with self.progress("combining val and test", total) as advance:
                 self.records = stream_outputs(
@@ -128,8 +131,8 @@ class _Run:
                 result["store"] = str(writers.root / name / STORE_FILE)
                 results.append(result)
                 writers.set_result(name, self._store_attrs(result), self._document(result))
-        return to_plain({"experts": self._expert_rows(), "combinations": results,
-                       "notes": self.notes})
+        return to_plain({"ks": list(options.ks), "experts": self._expert_rows(),
+                         "combinations": results, "notes": self.notes})
 
     def _adjust_base(self) -> str:
         """The mixer name logit adjustment reads: a method of this call, an expert, or the
@@ -248,9 +251,10 @@ class _Run:
 
     # --- results --------------------------------------------------------------------------
 
-    def _result(self, method: str, mixer: Mixer, scores: dict, by_name: dict) -> dict:
+    def _result(self, method: str, mixer: Mixer, scores: CombinationScores,
+                by_name: dict) -> dict:
         experts = self.experts
-        val, test = scores["val"].result(), scores["test"].result()
+        val, test = scores.result("val"), scores.result("test")
         used = [experts.names[m] for m in sorted(mixer.experts)] if mixer.experts else []
         gflops = ensemble_gflops(experts.gflops, [n in used for n in experts.names])
         gflops_val = gflops
@@ -308,8 +312,7 @@ class _Run:
         for m, name in enumerate(self.experts.names):
             row = {"expert": name, "temperature": float(self.temperatures[m]),
                    **self.stats.calibration[m]}
-            pred = self.records.predictions("test", m)
-            correct = pred == self.experts.labels["test"]
+            correct = self.records.ranks("test", m) == 0  # plantkit.metrics' top-1 hits
             for kind, when in ((RAW, "before"), (CALIBRATED, "after")):
                 conf = self.records.confidence("test", m, kind)
                 if conf is None and kind == CALIBRATED:
@@ -319,19 +322,23 @@ class _Run:
         return rows
 
     def _expert_rows(self) -> list[dict]:
-        experts, stats = self.experts, self.stats
+        experts, stats, ks = self.experts, self.stats, self.options.ks
         rows = []
         for m, name in enumerate(experts.names):
             row = {"name": name, "gflops": experts.gflops[m], "params": experts.params[m],
                    "temperature": None}
             for split in COMBINE_SPLITS:
-                pred = self.records.predictions(split, m)
-                scores = (hit_scores(pred, experts.labels[split], experts.num_classes)
-                          if pred is not None else {"top1": None, "macro_top1": None})
-                row[f"{split}_top1"], row[f"{split}_macro_top1"] = (scores["top1"],
-                                                                    scores["macro_top1"])
+                rank = self.records.ranks(split, m)
+                scores = (metrics.accuracy_scores(rank, experts.labels[split],
+                                                  experts.num_classes, ks)
+                          if rank is not None else {})
+                for k in ks:
+                    for key in (f"top{k}", f"macro_top{k}"):
+                        row[f"{split}_{key}"] = scores.get(key)
             if stats is not None:
-                row["val_top1"], row["val_macro_top1"] = stats.top1[m], stats.macro_top1[m]
+                if self.records.ranks("val", m) is None:
+                    # Not read by the streaming pass: val's first pass scored it (top-1).
+                    row["val_top1"], row["val_macro_top1"] = stats.top1[m], stats.macro_top1[m]
                 if not np.all(self.temperatures == 1.0):
                     row["temperature"] = float(self.temperatures[m])
             rows.append(row)

@@ -1,41 +1,82 @@
-"""Scores of a combination's output, accumulated chunk by chunk with plantkit.metrics."""
+"""Scores of a combination's output, accumulated chunk by chunk with plantkit.metrics.
+
+Every number is plantkit.metrics' (`split_scores`): top-k and macro top-k under its tie rule,
+average-k with thresholds fitted on the combination's own val output and reused on test,
+NLL and ECE; `plantkit report` on the saved store prints the same values.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from plantkit import metrics
 
+FIT_SPLIT = "val"  # average-k thresholds are fitted here (streamed first) and reused after
 
-class SplitScores:
-    """Top-1, macro top-1, NLL and ECE of one split, fed row chunks of log-probabilities."""
 
-    def __init__(self, labels: np.ndarray, num_classes: int):
-        self.labels = np.asarray(labels)
+class CombinationScores:
+    """One combination's scores on every split, fed row chunks of log-probabilities.
+
+    The streaming pass hands over the whole val split before any test row, so val's
+    average-k thresholds are known when test arrives.
+    """
+
+    def __init__(self, labels: Mapping[str, np.ndarray], num_classes: int,
+                 ks: Sequence[int] = metrics.DEFAULT_KS,
+                 avg_ks: Sequence[int] | None = None):
+        self.labels = {split: np.asarray(y) for split, y in labels.items()}
         self.num_classes = num_classes
-        self._parts: list[metrics.RowScores] = []
+        self.ks = sorted({int(k) for k in ks})
+        self.wanted_avg_ks = self.ks if avg_ks is None else sorted({int(k) for k in avg_ks})
+        self.avg_ks = [k for k in self.wanted_avg_ks if 1 <= k < num_classes]
+        self._parts: dict[str, list[tuple[int, metrics.RowScores]]] = {s: [] for s in labels}
+        n_val = len(self.labels.get(FIT_SPLIT, ()))
+        self._top_values = (metrics.TopValues.for_average_k(n_val, self.avg_ks)
+                            if self.avg_ks and n_val else None)
+        self._val_rows_seen = 0
+        self._thresholds: dict[int, float] | None = None
 
-    def update(self, rows: slice, log_probs: np.ndarray) -> None:
-        self._parts.append(metrics.score_rows(log_probs, self.labels[rows]))
+    def update(self, split: str, rows: slice, log_probs: np.ndarray) -> None:
+        labels = self.labels[split][rows]
+        if split == FIT_SPLIT:
+            if self._thresholds is not None:
+                raise RuntimeError("val rows arrived after its average-k thresholds were fitted")
+            scored = metrics.score_rows(log_probs, labels, top_values=self._top_values)
+            self._val_rows_seen += len(labels)
+        else:
+            scored = metrics.score_rows(log_probs, labels, thresholds=self.thresholds())
+        self._parts[split].append((rows.start, scored))
 
-    def result(self) -> dict[str, float]:
-        return scores_of(metrics.RowScores.concat(self._parts), self.labels, self.num_classes)
+    def thresholds(self) -> dict[int, float]:
+        """val's average-k thresholds (fitted once every val row was seen)."""
+        if self._thresholds is None:
+            if self._top_values is None:
+                self._thresholds = {}
+            else:
+                n_val = len(self.labels[FIT_SPLIT])
+                if self._val_rows_seen != n_val:
+                    raise RuntimeError(f"average-k thresholds need all {n_val} val rows, "
+                                       f"{self._val_rows_seen} were scored")
+                self._thresholds = metrics.average_k_thresholds(self._top_values, n_val,
+                                                                self.avg_ks)
+        return self._thresholds
 
-
-def scores_of(rows: metrics.RowScores, labels, num_classes: int) -> dict[str, float]:
-    """The four numbers every combination reports for a split."""
-    return {
-        "top1": metrics.topk_accuracy(rows, 1),
-        "macro_top1": metrics.macro_topk_accuracy(rows, labels, 1, num_classes),
-        "nll": metrics.nll_mean(rows),
-        "ece": metrics.ece(rows.conf, rows.hits(1)),
-    }
-
-
-def hit_scores(pred: np.ndarray, labels, num_classes: int) -> dict[str, float]:
-    """Top-1 and macro top-1 from predicted classes (argmax, lowest index on ties)."""
-    hits = np.asarray(pred) == np.asarray(labels)
-    per_class = metrics.per_class_mean(hits, labels, num_classes)
-    present = per_class[~np.isnan(per_class)]
-    return {"top1": float(hits.mean()) if hits.size else float("nan"),
-            "macro_top1": float(present.mean()) if present.size else float("nan")}
+    def result(self, split: str) -> dict:
+        """metrics.split_scores of the split (rows put back in order)."""
+        parts = [scored for _, scored in sorted(self._parts[split], key=lambda p: p[0])]
+        rows = metrics.RowScores.concat(parts)
+        set_sizes = None
+        if split == FIT_SPLIT:
+            thresholds = self.thresholds()
+            rows = rows.with_coverage(thresholds)
+            n_val = max(len(rows), 1)
+            set_sizes = {k: self._top_values.count_at_least(t) / n_val
+                         for k, t in thresholds.items()}
+        result = metrics.split_scores(rows, self.labels[split], self.num_classes, ks=self.ks,
+                                      set_sizes=set_sizes)
+        for k in self.wanted_avg_ks:  # k >= classes: None, as in the report
+            for key in (f"avg{k}", f"macro_avg{k}", f"avg{k}_set_size"):
+                result.setdefault(key, None)
+        return result

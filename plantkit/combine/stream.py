@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from plantkit import metrics
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet, row_chunks
 from plantkit.combine.mixers import CALIBRATED, RAW, ExpertChunk, Mixer
 from plantkit.combine.probs import exp_scaled, shift_rows
@@ -15,21 +16,23 @@ Emit = Callable[[str, str, slice, np.ndarray], None]
 
 
 class ExpertRecords:
-    """What the pass saw of each expert per split: top-1 predictions and, when asked, the
-    top-1 probability at T = 1 and at its temperature (for ECE before and after)."""
+    """What the pass saw of each expert per split: the rank of the true class per row (the
+    hits of plantkit.metrics) and, when asked, the top-1 probability at T = 1 and at its
+    temperature (for ECE before and after)."""
 
     def __init__(self):
-        self.pred: dict[tuple[str, int], list[np.ndarray]] = {}
+        self.rank: dict[tuple[str, int], list[np.ndarray]] = {}
         self.conf: dict[tuple[str, int, str], list[np.ndarray]] = {}
 
     def add(self, split: str, chunk: ExpertChunk, record_conf: bool) -> None:
-        self.pred.setdefault((split, chunk.m), []).append(chunk.pred)
+        self.rank.setdefault((split, chunk.m), []).append(chunk.rank)
         if record_conf:
             for kind, (_, inv_total) in chunk.softmaxes.items():
                 self.conf.setdefault((split, chunk.m, kind), []).append(inv_total)
 
-    def predictions(self, split: str, m: int) -> np.ndarray | None:
-        parts = self.pred.get((split, m))
+    def ranks(self, split: str, m: int) -> np.ndarray | None:
+        """True-class ranks of an expert's rows (0: a top-1 hit); None if it was not read."""
+        parts = self.rank.get((split, m))
         return None if parts is None else np.concatenate(parts)
 
     def confidence(self, split: str, m: int, kind: str) -> np.ndarray | None:
@@ -42,11 +45,17 @@ def stream_outputs(experts: ExpertSet, mixers: Sequence[Mixer], temperatures, em
                    splits: Sequence[str] = COMBINE_SPLITS,
                    advance: Callable[[int], None] | None = None) -> ExpertRecords:
     """Run every mixer over the splits, handing each output chunk to emit(name, split, rows,
-    log_probs). Experts are read in `order` (cheapest first for the cascade)."""
+    log_probs). Experts are read in `order` (cheapest first for the cascade).
+
+    `record_conf` records every read expert's top-1 probability at T = 1 and at its
+    temperature (ECE before and after calibration), computing the softmax at T = 1 even
+    where no mixer reads it."""
     direct = [mixer for mixer in mixers if mixer.base is None]
     derived = [mixer for mixer in mixers if mixer.base is not None]
     readers = {m: [x for x in direct if m in x.experts] for m in order}
     kinds = {m: set().union(*(x.needs for x in readers[m])) for m in order}
+    if record_conf:  # ECE before calibration needs the softmax at T = 1 of every expert
+        kinds = {m: needs | {RAW} for m, needs in kinds.items()}
     read = [m for m in order if readers[m]]
     records = ExpertRecords()
     for split in splits:
@@ -81,7 +90,10 @@ def stream_outputs(experts: ExpertSet, mixers: Sequence[Mixer], temperatures, em
 
 def _expert_chunk(experts: ExpertSet, m: int, split: str, rows: slice, logits: np.ndarray,
                   kinds: set[str], temperature: float) -> ExpertChunk:
-    pred, row_max = shift_rows(logits)
+    # Ranked before the shift, on the logits the report reads (the shift may round two close
+    # logits together).
+    rank = metrics.true_class_rank(logits, experts.labels[split][rows])
+    row_max = shift_rows(logits)
     experts.check_finite(m, split, row_max, rows.start)
     softmaxes = {}
     if RAW in kinds or (CALIBRATED in kinds and temperature == 1.0):
@@ -89,4 +101,4 @@ def _expert_chunk(experts: ExpertSet, m: int, split: str, rows: slice, logits: n
     if CALIBRATED in kinds:
         softmaxes[CALIBRATED] = (softmaxes[RAW] if temperature == 1.0
                                  else exp_scaled(logits, 1.0 / temperature))
-    return ExpertChunk(m, rows, logits, pred, softmaxes)
+    return ExpertChunk(m, rows, logits, rank, softmaxes)

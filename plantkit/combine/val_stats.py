@@ -17,7 +17,6 @@ import numpy as np
 from plantkit import metrics
 from plantkit.combine.inputs import ExpertSet
 from plantkit.combine.probs import exp_scaled, shift_rows
-from plantkit.combine.scoring import hit_scores
 from plantkit.combine.temperature import fit_temperature, fitting_rows
 
 SPLIT = "val"
@@ -73,9 +72,10 @@ def collect_val_stats(experts: ExpertSet, needs: ValNeeds,
 
     for stage, m in enumerate(order):
         shifted = experts.stores[m].logits(SPLIT)
-        pred, row_max = shift_rows(shifted)
+        rank = metrics.true_class_rank(shifted, labels)  # unshifted, as the report ranks
+        row_max = shift_rows(shifted)
         experts.check_finite(m, SPLIT, row_max, 0)
-        scores = hit_scores(pred, labels, n_classes)
+        scores = metrics.accuracy_scores(rank, labels, n_classes)
         stats.top1[m], stats.macro_top1[m] = scores["top1"], scores["macro_top1"]
         if needs.temperatures:
             fit = fitting_rows(n_rows, needs.fit_rows)
@@ -103,11 +103,13 @@ def collect_val_stats(experts: ExpertSet, needs: ValNeeds,
                 features.append(np.asarray(needs.confidences(probs), dtype=np.float32))
             if accumulate:
                 summed[block] += probs
-                top = summed[block].argmax(axis=1)
-                stage_conf[block, stage] = summed[block][np.arange(len(y)), top] / (stage + 1)
-                stage_correct[block, stage] = top == y
+                # The stage's output as the cascade mixer forms it; its top-1 hits under
+                # plantkit.metrics' tie rule.
+                average = summed[block] / np.float32(stage + 1)
+                stage_conf[block, stage] = average.max(axis=1)
+                stage_correct[block, stage] = metrics.topk_hits(average, y)
         if needs.uncalibrated:
-            correct = pred == labels
+            correct = rank == 0
             stats.calibration[m] = {
                 "val_nll_before": float(np.concatenate([b[0] for b in before]).mean()),
                 "val_nll_after": float(np.concatenate([a[0] for a in after]).mean()),

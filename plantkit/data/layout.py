@@ -55,6 +55,8 @@ class Dataset:
     skipped: dict[str, int] = field(default_factory=dict)  # non-image files per split
     json_dir: Path | None = None
     val_source: str = "folder"  # or "train (stratified FRACTION, seed S)"
+    val_from_train: float | None = None  # the carve of val_source, to open it again
+    val_seed: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -92,6 +94,14 @@ class Dataset:
         if self.json_dir is None or not (self.json_dir / METADATA_FILE).is_file():
             return {}
         return _read_json(self.json_dir / METADATA_FILE)
+
+
+class NoValSplit(PlantkitInputError):
+    """The dataset has no val split (and none was carved): commands say how to carve one."""
+
+    def __init__(self, message: str, root: Path) -> None:
+        super().__init__(message)
+        self.root = root
 
 
 def class_order(class_ids) -> list[str]:
@@ -226,6 +236,8 @@ def open_dataset(
                 if split == "val"
                 else ""
             )
+            if split == "val":
+                raise NoValSplit(f"{root} has no val split{hint}", root)
             raise PlantkitInputError(f"{root} has no {split} split{hint}")
 
     class_ids = class_order(scanned["train"])
@@ -269,6 +281,8 @@ def open_dataset(
         skipped=skipped,
         json_dir=json_dir,
         val_source=val_source,
+        val_from_train=val_from_train,
+        val_seed=seed if val_from_train is not None else 0,
     )
 
 

@@ -7,7 +7,13 @@ workers, with persistent workers, and in a run resumed at that epoch.
 
 A corrupt image is skipped, not fatal: the dataset returns a CorruptImage in its place,
 the collate function drops it from the batch and passes it on, and the loader counts it
-in a CorruptImageTally (in the main process, so the count is whole whatever the workers).
+(in the main process, so the count is whole whatever the workers): in the CorruptImageTally
+it was given, over every pass, and in one of its own per pass, which judges the 1 % limit
+of the split (mid-pass, or at the end of the pass).
+
+A training loader drops the final batch when it would hold a single image (`n % batch_size
+== 1`): BatchNorm cannot normalise one image in training mode. Shuffling picks another image
+to leave out in each epoch; evaluation loaders keep every image.
 """
 
 from __future__ import annotations
@@ -77,10 +83,13 @@ class CorruptImageTally:
         max_fraction: float = MAX_CORRUPT_FRACTION,
         min_seen: int = MIN_SEEN_BEFORE_CHECK,
         mid_pass_p: float = MID_PASS_P,
+        *,
+        verify_command: str = "plantkit data inspect ROOT --verify",
     ) -> None:
         self.max_fraction = max_fraction
         self.min_seen = min_seen
         self.mid_pass_p = mid_pass_p
+        self.verify_command = verify_command  # named in the refusal: the next step
         self.seen = 0
         self.corrupt = 0
         self.errors: dict[str, str] = {}  # path -> decoder message, first occurrence
@@ -91,6 +100,18 @@ class CorruptImageTally:
         self.corrupt += len(corrupt)
         for item in corrupt:
             self.errors.setdefault(item.path, item.error)
+
+    def fresh(self, verify_command: str | None = None) -> CorruptImageTally:
+        """An empty tally with the same limits."""
+        return CorruptImageTally(self.max_fraction, self.min_seen, self.mid_pass_p,
+                                 verify_command=verify_command or self.verify_command)
+
+    def named_files(self) -> str:
+        """The first corrupt files and their errors, 'and N more', for a message."""
+        named = list(self.errors.items())[:FILES_NAMED]
+        shown = "; ".join(f"{path} ({error})" for path, error in named)
+        more = f" and {len(self.errors) - len(named)} more" if len(self.errors) > len(named) else ""
+        return shown + more
 
     def check(self, *, end_of_pass: bool = False) -> None:
         """Raise if too many of the images read so far are corrupt."""
@@ -103,14 +124,22 @@ class CorruptImageTally:
 
             if binom.sf(self.corrupt - 1, self.seen, self.max_fraction) > self.mid_pass_p:
                 return
-        named = list(self.errors.items())[:FILES_NAMED]
-        shown = "; ".join(f"{path} ({error})" for path, error in named)
-        more = f" and {len(self.errors) - len(named)} more" if len(self.errors) > len(named) else ""
         raise PlantkitInputError(
             f"{self.corrupt} of {self.seen} images read are corrupt, more than "
-            f"{self.max_fraction:.0%}: {shown}{more}; list them all with `plantkit data "
-            "inspect ROOT --verify`, then remove or replace them"
+            f"{self.max_fraction:.0%}: {self.named_files()}; list them all with "
+            f"`{self.verify_command}`, then remove or replace them"
         )
+
+
+def verify_command(dataset: Dataset) -> str:
+    """The `plantkit data inspect ... --verify` command line that lists `dataset`'s corrupt
+    images (with the --val-from-train that carved its val split, if any)."""
+    import shlex
+
+    carve = ""
+    if dataset.val_from_train is not None:
+        carve = f" --val-from-train {dataset.val_from_train:g} --seed {dataset.val_seed}"
+    return f"plantkit data inspect {shlex.quote(str(dataset.root))}{carve} --verify"
 
 
 def inverse_frequency_sampler(
@@ -235,15 +264,19 @@ class ImageLoader:
 
     Each pass is one epoch and advances the epoch by one, so a loader made for epoch e
     gives epochs e, e+1, ... (keeping persistent workers); set_epoch() picks any.
-    `rows` index the split's row order. `epoch_corrupt` counts the corrupt images skipped
-    in the latest pass.
+    `rows` index the split's row order. `tally` counts over every pass; `last_pass` is the
+    tally of the latest (or current) pass alone, which judges the corrupt-image limit of the
+    split, and `epoch_corrupt` its corrupt images.
     """
 
-    def __init__(self, loader: DataLoader, tally: CorruptImageTally, epoch: int) -> None:
+    def __init__(self, loader: DataLoader, tally: CorruptImageTally, epoch: int,
+                 split: str = "", verify_command: str | None = None) -> None:
         self.loader = loader
         self.dataset: ImageDataset = loader.dataset
         self.tally = tally
+        self.split = split
         self.epoch = epoch
+        self.last_pass = tally.fresh(verify_command)
         self.epoch_corrupt = 0
 
     def __len__(self) -> int:
@@ -251,8 +284,8 @@ class ImageLoader:
 
     @property
     def num_images(self) -> int:
-        """Images drawn per pass (corrupt ones included)."""
-        return len(self.loader.sampler)
+        """Images drawn per pass (corrupt ones included; a dropped final one not)."""
+        return len(self.loader.sampler) - (1 if self.loader.drop_last else 0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -263,14 +296,18 @@ class ImageLoader:
             sampler.set_epoch(self.epoch)
         self.epoch += 1
         self.epoch_corrupt = 0
+        # A pass left unfinished (a peek at the first batch) counts for nothing: each pass
+        # is judged on its own, so every epoch's images are checked whole.
+        self.last_pass = this_pass = self.last_pass.fresh()
         for batch in self.loader:
             n_good = 0 if batch.images is None else len(batch.images)
             self.tally.record(n_good + len(batch.corrupt), batch.corrupt)
+            this_pass.record(n_good + len(batch.corrupt), batch.corrupt)
             self.epoch_corrupt += len(batch.corrupt)
-            self.tally.check()
+            this_pass.check()
             if n_good:
                 yield batch.images, batch.labels, batch.rows
-        self.tally.check(end_of_pass=True)
+        this_pass.check(end_of_pass=True)
 
 
 def make_loader(
@@ -291,9 +328,16 @@ def make_loader(
     """A loader over `split`: shuffled (or `sampler="inverse"`) when `train`, else in row order.
 
     `train` also selects the random crop and, with `augment_below`, the rare-species
-    augmentation. `draft`: decode JPEGs at reduced scale (see decode.open_image).
+    augmentation, and drops a final batch of one image. `draft`: decode JPEGs at reduced
+    scale (see decode.open_image). `tally` (default: a new one) counts the corrupt images of
+    every pass; more than 1 % of a pass's images stops it (PlantkitInputError).
     """
     _check_options(dataset, split, train, batch_size, workers, sampler, augment_below, seed, epoch)
+    if train and len(dataset.splits[split]) < 2:
+        raise PlantkitInputError(
+            f"split {split!r} of {dataset.root} has 1 image: training needs at least 2 "
+            "(BatchNorm normalises over a batch)"
+        )
     image_dataset = ImageDataset(
         dataset, split, spec=spec, train=train, augment_below=augment_below, draft=draft
     )
@@ -302,10 +346,14 @@ def make_loader(
         row_sampler = EpochSampler(image_dataset.labels, order=order, seed=seed, epoch=epoch)
     else:
         row_sampler = None  # sequential: the split's row order
+    # Training: a last batch of one image would fail in BatchNorm (train mode); drop it.
+    # Only then: every other batch shape keeps the recipe's "every image every epoch".
+    drop_last = train and len(image_dataset) % batch_size == 1
     loader = DataLoader(
         image_dataset,
         batch_size=batch_size,
         sampler=row_sampler,
+        drop_last=drop_last,
         num_workers=workers,
         collate_fn=collate_skipping_corrupt,
         pin_memory=torch.cuda.is_available(),
@@ -313,7 +361,8 @@ def make_loader(
         # Only the workers' own base seeds come from here; transforms use the draw seeds.
         generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
     )
-    return ImageLoader(loader, tally if tally is not None else CorruptImageTally(), epoch)
+    return ImageLoader(loader, tally if tally is not None else CorruptImageTally(), epoch,
+                       split=split, verify_command=verify_command(dataset))
 
 
 def _check_options(

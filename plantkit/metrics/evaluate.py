@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -10,25 +9,86 @@ import numpy as np
 from plantkit.errors import PlantkitInputError
 from plantkit.metrics.accuracy import (
     ABOVE_ACCURACY,
+    accuracy_scores,
     average_k_accuracy,
     macro_average_k_accuracy,
+    macro_mean,
     macro_topk_accuracy,
     mean_set_size,
     nll_mean,
     per_class_accuracy,
-    shot_accuracy,
-    shot_buckets,
+    shot_summary,
     species_above,
     topk_accuracy,
 )
 from plantkit.metrics.average_k import TopValues, average_k_thresholds
 from plantkit.metrics.bootstrap import bootstrap_ci
 from plantkit.metrics.calibration import ece, reliability_bins
-from plantkit.metrics.rows import RowScores, score_rows
+from plantkit.metrics.jsonform import to_plain
+from plantkit.metrics.rows import RowScores, score_rows, true_class_rank
 from plantkit.metrics.views import accuracy_by_count, count_by_accuracy_bin
 
+# The dataset authors' recipe (`--k 1 3 5 10`): top-k and average-k for these k.
 DEFAULT_KS = (1, 3, 5, 10)
-DEFAULT_AVG_KS = (1, 3, 5)
+DEFAULT_AVG_KS = DEFAULT_KS
+
+
+def parse_ks(text: str | Sequence[int] | None, option: str = "--k") -> tuple[int, ...]:
+    """The k of top-k and average-k from a comma-separated list ("1,3,5,10"), sorted and
+    unique; None gives DEFAULT_KS. `plantkit report --k` and `plantkit combine --k`."""
+    if text is None:
+        return DEFAULT_KS
+    parts = (text.replace(",", " ").split() if isinstance(text, str)
+             else [str(k) for k in text])
+    try:
+        ks = sorted({int(part) for part in parts})
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 1:
+        raise PlantkitInputError(
+            f"{option} {text!r}: give a comma-separated list of k >= 1, e.g. 1,3,5,10"
+        )
+    return tuple(ks)
+
+
+def split_scores(rows: RowScores, labels, num_classes: int, *,
+                 ks: Sequence[int] = (1,), set_sizes: Mapping[int, float] | None = None,
+                 per_class_top1=None) -> dict:
+    """The headline numbers of one split: top-k and macro top-k for each k, average-k, its
+    macro and mean set size for each k in rows.covered, NLL and ECE (plain floats, NaN kept).
+
+    What `plantkit report`, `plantkit combine` and combination.json print and store for a
+    split. Mean set sizes come from rows.set_size, or from `set_sizes` for rows scored
+    without per-row sizes (val, whose thresholds were fitted in the same pass).
+    `per_class_top1`: the split's per-class top-1 when the caller has it already.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    result: dict = {}
+    for k in ks:
+        result[f"top{k}"] = topk_accuracy(rows, k)
+        result[f"macro_top{k}"] = (
+            macro_mean(per_class_top1) if k == 1 and per_class_top1 is not None
+            else macro_topk_accuracy(rows, labels, k, num_classes))
+    for k in rows.covered:
+        result[f"avg{k}"] = average_k_accuracy(rows, k)
+        result[f"macro_avg{k}"] = macro_average_k_accuracy(rows, labels, k, num_classes)
+        result[f"avg{k}_set_size"] = (
+            mean_set_size(rows, k) if k in rows.set_size else (set_sizes or {}).get(k)
+        )
+    result["nll"] = nll_mean(rows)
+    result["ece"] = ece(rows.conf, rows.hits(1))
+    return result
+
+
+def split_accuracy(store, split: str, ks: Sequence[int] = (1,), *,
+                   chunk_rows: int = 4096) -> dict:
+    """{"top{k}", "macro_top{k}"} of one split of an open store, read chunk by chunk (only
+    true-class ranks, the tie rule of every plantkit metric): `plantkit train`'s summary."""
+    labels = store.labels(split)
+    ranks = [true_class_rank(chunk, labels[start:start + len(chunk)])
+             for start, chunk in store.iter_logits(split, chunk_rows)]
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int32)
+    return accuracy_scores(rank, labels, store.num_classes, ks)
 
 
 def summarise_split(rows: RowScores, labels, num_classes: int, *,
@@ -45,25 +105,18 @@ def summarise_split(rows: RowScores, labels, num_classes: int, *,
     per_class = per_class_accuracy(rows, labels, num_classes)
     present = ~np.isnan(per_class)
     result: dict = {"rows": len(rows), "classes_present": int(present.sum())}
-    for k in ks:
-        result[f"top{k}"] = topk_accuracy(rows, k)
-        result[f"macro_top{k}"] = macro_topk_accuracy(rows, labels, k, num_classes)
-    for k in rows.covered:
-        result[f"avg{k}"] = average_k_accuracy(rows, k)
-        result[f"macro_avg{k}"] = macro_average_k_accuracy(rows, labels, k, num_classes)
-        result[f"avg{k}_set_size"] = (
-            mean_set_size(rows, k) if k in rows.set_size else (set_sizes or {}).get(k)
-        )
+    scores = split_scores(rows, labels, num_classes, ks=ks, set_sizes=set_sizes,
+                          per_class_top1=per_class)
+    nll, ece_value = scores.pop("nll"), scores.pop("ece")
+    result.update(scores)
     result["species_above_90"] = species_above(per_class, ABOVE_ACCURACY)
     result["species_at_0"] = int((per_class[present] == 0).sum())
-    result["nll"] = nll_mean(rows)
-    result["ece"] = ece(rows.conf, rows.hits(1))
+    result["nll"] = nll
+    result["ece"] = ece_value
     reliability = reliability_bins(rows.conf, rows.hits(1))
     result["reliability"] = {key: value.tolist() for key, value in reliability.items()}
     if train_counts is not None:
-        result.update(shot_accuracy(per_class, train_counts))
-        result["shot_classes"] = {name: int((mask & present).sum())
-                                  for name, mask in shot_buckets(train_counts).items()}
+        result.update(shot_summary(per_class, train_counts))
     else:
         result.update(many=None, medium=None, few=None, shot_classes=None)
     result["per_class_accuracy"] = per_class.tolist()
@@ -76,20 +129,7 @@ def summarise_split(rows: RowScores, labels, num_classes: int, *,
         intervals = bootstrap_ci(rows, labels, num_classes, n=bootstrap, seed=seed)
         result["bootstrap"] = {"resamples": int(bootstrap), "seed": int(seed), "level": 0.95,
                                **intervals}
-    return _json_ready(result)
-
-
-def _json_ready(value):
-    """NaN -> None, NumPy scalars -> Python numbers, tuples -> lists, all the way down."""
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+    return to_plain(result)
 
 
 def score_split(store, split: str, thresholds: Mapping[int, float] | None = None, *,
@@ -197,7 +237,7 @@ def evaluate_store(store, *, splits: Sequence[str] = ("val", "test"),
             results[split] = summary(split, score_split(store, split, thresholds,
                                                         chunk_rows=chunk_rows, advance=advance))
 
-    return _json_ready({
+    return to_plain({
         "name": store.name,
         "kind": store.kind,
         "num_classes": num_classes,

@@ -1,7 +1,8 @@
 """Per-row scores: each chunk of logits reduced to the few numbers every metric is built from.
 
-Tie rule: the rank of the true class is the number of *other* classes scoring at least as
-high, so a tie is never counted in the model's favour (docs/metrics.md).
+Tie rule (`true_class_rank`, the only definition of a hit in plantkit): the rank of the
+true class is the number of *other* classes scoring at least as high, so a tie is never
+counted in the model's favour (docs/metrics.md). Softmax and log-softmax are scipy's.
 """
 
 from __future__ import annotations
@@ -10,19 +11,56 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy import special
 
 from plantkit.errors import PlantkitInputError
 from plantkit.labels import checked_labels
 from plantkit.metrics.average_k import TopValues, float32_at_least
 
+_TINY = np.finfo(np.float32).tiny
+
 
 def softmax(logits) -> np.ndarray:
-    """Row-wise softmax in float32, shifted by each row's max so large logits cannot overflow."""
-    logits = np.asarray(logits, dtype=np.float32)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    np.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=1, keepdims=True)
-    return shifted
+    """Row-wise softmax in float32 (scipy.special.softmax: shifted by each row's max, so
+    large logits cannot overflow)."""
+    return special.softmax(np.asarray(logits, dtype=np.float32), axis=1)
+
+
+def log_softmax(logits) -> np.ndarray:
+    """Row-wise log-softmax in float32 (scipy.special.log_softmax: finite where the
+    probability itself underflows to 0)."""
+    return special.log_softmax(np.asarray(logits, dtype=np.float32), axis=1)
+
+
+# Rows compared at once by true_class_rank: a few MB of booleans at 1,081 classes.
+_RANK_BLOCK_ROWS = 4096
+
+
+def true_class_rank(scores, labels) -> np.ndarray:
+    """The tie rule: per row, the number of *other* classes scoring at least as high as the
+    true class (int32). 0 is a top-1 hit, rank < k a top-k hit; a true class tied with
+    others counts all of them above it, so a tie is never counted in the model's favour.
+
+    `scores`: rows x classes logits, log-probabilities or probabilities (any monotone
+    transform of one row gives the same ranks, as long as it creates no new ties); compared
+    in float32, as the store hands float16 logits over.
+    """
+    scores = np.asarray(scores)
+    if scores.dtype != np.float32:
+        scores = scores.astype(np.float32)
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int32)
+    for first in range(0, len(labels), _RANK_BLOCK_ROWS):
+        block = scores[first:first + _RANK_BLOCK_ROWS]
+        y = labels[first:first + _RANK_BLOCK_ROWS]
+        true_score = block[np.arange(len(y)), y]
+        rank[first:first + len(y)] = np.count_nonzero(block >= true_score[:, None], axis=1) - 1
+    return rank
+
+
+def topk_hits(scores, labels, k: int = 1) -> np.ndarray:
+    """Top-k hit per row under the tie rule of `true_class_rank`."""
+    return true_class_rank(scores, labels) < k
 
 
 @dataclass(frozen=True)
@@ -87,19 +125,19 @@ def score_rows(logits, labels, *, thresholds: Mapping[int, float] | None = None,
     scores = _checked_logits(logits)
     labels = checked_labels(labels, scores.shape[0], scores.shape[1])
     rows = np.arange(scores.shape[0])
-    true_score = scores[rows, labels]
-    rank = np.count_nonzero(scores >= true_score[:, None], axis=1).astype(np.int32) - 1
+    rank = true_class_rank(scores, labels)
     pred = scores.argmax(axis=1).astype(np.int32)
-
-    # softmax() inlined: the shifted logits and the normaliser also give NLL and confidence.
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    total = probs.sum(axis=1)
-    # log-sum-exp form: -log p_true stays finite where p_true itself underflows to 0.
-    nll = np.log(total) - shifted[rows, labels]
-    probs /= total[:, None]
+    probs = softmax(scores)
     p_true = probs[rows, labels]
-    conf = (1.0 / total).astype(np.float32)  # the max's shifted exp is exactly 1
+    conf = probs[rows, pred]
+    with np.errstate(divide="ignore"):
+        nll = -np.log(p_true)
+    # Where p_true is below the smallest normal float32 (or 0), -log p_true in log-sum-exp
+    # form stays exact and finite.
+    small = p_true < _TINY
+    if small.any():
+        nll[small] = (special.logsumexp(scores[small], axis=1)
+                      - scores[small][np.arange(int(small.sum())), labels[small]])
     if top_values is not None:
         top_values.update(probs)
 
@@ -107,8 +145,8 @@ def score_rows(logits, labels, *, thresholds: Mapping[int, float] | None = None,
     for k, threshold in sorted((thresholds or {}).items()):
         set_size[int(k)] = np.count_nonzero(probs >= float32_at_least(threshold),
                                             axis=1).astype(np.int32)
-    return RowScores(rank, p_true, pred, conf, nll.astype(np.float32), set_size,
-                     _coverage(p_true, thresholds))
+    return RowScores(rank, p_true, pred, conf.astype(np.float32), nll.astype(np.float32),
+                     set_size, _coverage(p_true, thresholds))
 
 
 def _coverage(p_true: np.ndarray, thresholds: Mapping[int, float] | None) -> dict:

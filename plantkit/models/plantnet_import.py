@@ -2,12 +2,18 @@
 
 The dataset authors' script saves ``{'model': state_dict, 'optimizer': ..., 'epoch': N}``
 for a torchvision or timm model with 1,081 outputs, ordered like torchvision's ImageFolder
-over the species folders (species ids sorted). Their models were fine-tuned from
-ImageNet weights on 224 px centre crops normalised with ImageNet's mean and std.
+over the species folders (species ids sorted). Their released models were fine-tuned from
+ImageNet weights (`main.py --pretrained`) and evaluated on images resized to 256 (shorter
+side) and centre-cropped to 224, normalised with ImageNet's mean and std. A run of their
+`main.py` without `--pretrained` normalises with the dataset's own statistics instead, and
+`--image_size` / `--crop_size` change the resize and the crop: the import records what the
+checkpoint was trained with, and `plantkit predict` uses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -20,9 +26,96 @@ from plantkit.models.expert import (
     Expert,
     save_expert,
 )
+from plantkit.predict import check_runs_at
 
 PLANTNET300K_CLASSES = 1081
+# The defaults of the authors' main.py (cli.py: --image_size 256, --crop_size 224).
 PLANTNET300K_INPUT_SIZE = 224
+PLANTNET300K_RESIZE = 256
+# The authors' normalisation without --pretrained: the dataset's mean and std (0-1 scale),
+# hard-coded in get_data() of utils.py in github.com/plantnet/PlantNet-300K (commit
+# 224544b), `transforms.Normalize(mean=[0.4425, 0.4695, 0.3266], std=[0.2353, 0.2219, 0.2325])`.
+PLANTNET300K_MEAN = (0.4425, 0.4695, 0.3266)
+PLANTNET300K_STD = (0.2353, 0.2219, 0.2325)
+
+# --normalization NAME -> (mean, std): the released weights' (main.py --pretrained) and the
+# authors' main.py without --pretrained.
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "plantnet300k": (PLANTNET300K_MEAN, PLANTNET300K_STD),
+}
+DEFAULT_NORMALIZATION = "imagenet"
+CUSTOM_NORMALIZATION = "custom"  # recorded for an explicit --mean/--std
+
+
+@dataclass(frozen=True)
+class ImportPreprocessing:
+    """How the checkpoint's images were prepared: shorter side resized, centre crop, mean/std."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    normalization: str  # a NORMALIZATIONS name, or "custom"
+
+
+def import_preprocessing(
+    *,
+    resize: int | None = None,
+    crop: int | None = None,
+    normalization: str | None = None,
+    mean: Sequence[float] | str | None = None,
+    std: Sequence[float] | str | None = None,
+) -> ImportPreprocessing:
+    """Checked preprocessing of an import; a bad value raises PlantkitInputError naming its option.
+
+    Defaults are the released weights': resize 256, crop 224, ImageNet's mean and std.
+    `normalization` names a NORMALIZATIONS entry; `mean` and `std` (three numbers each, or a
+    "R,G,B" string) give one explicitly, together and instead of `normalization`.
+    """
+    from plantkit.data.transforms import TransformSpec
+
+    if (mean is None) != (std is None):
+        given, missing = ("--mean", "--std") if std is None else ("--std", "--mean")
+        raise PlantkitInputError(f"{given} needs {missing} too: pass both, as R,G,B")
+    if mean is not None:
+        if normalization is not None:
+            raise PlantkitInputError(
+                f"--normalization {normalization} and --mean/--std both give the normalisation: "
+                "pass one of them"
+            )
+        mean, std = parse_triple("--mean", mean), parse_triple("--std", std)
+        normalization = CUSTOM_NORMALIZATION
+    else:
+        normalization = DEFAULT_NORMALIZATION if normalization is None else normalization
+        if normalization not in NORMALIZATIONS:
+            raise PlantkitInputError(
+                f"--normalization must be {' or '.join(NORMALIZATIONS)}, got {normalization!r} "
+                "(or pass --mean R,G,B --std R,G,B)"
+            )
+        mean, std = NORMALIZATIONS[normalization]
+    resize = PLANTNET300K_RESIZE if resize is None else resize
+    crop = PLANTNET300K_INPUT_SIZE if crop is None else crop
+    # TransformSpec holds the rules (positive sizes, crop <= resize, 3 finite values, std > 0).
+    spec = TransformSpec(resize=resize, crop=crop, mean=mean, std=std)
+    return ImportPreprocessing(int(spec.resize), int(spec.crop), spec.mean, spec.std,
+                               normalization)
+
+
+def parse_triple(option: str, value: Sequence[float] | str) -> tuple[float, ...]:
+    """Three numbers from "R,G,B" (or a sequence); PlantkitInputError naming `option` if not."""
+    if not isinstance(value, str):
+        return tuple(value)
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        numbers = tuple(float(part) for part in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 3:
+        raise PlantkitInputError(
+            f"{option} must be three numbers R,G,B separated by commas (0-1 scale), got {value!r}"
+        )
+    return numbers
 
 
 def default_expert_name(arch: str) -> str:
@@ -38,26 +131,35 @@ def import_plantnet_checkpoint(
     num_classes: int = PLANTNET300K_CLASSES,
     source: str | None = None,
     overwrite: bool = False,
+    preprocessing: ImportPreprocessing | None = None,
 ) -> Path:
     """Write experts_dir/<name>/ (expert.json, weights.pt) from a Pl@ntNet-300K checkpoint.
 
     The checkpoint must fit `arch` key for key and have `num_classes` outputs. With the
     Pl@ntNet-300K class count, the expert records the dataset's species ids as its
-    class ids. The folder appears complete or not at all. Returns the folder.
+    class ids. `preprocessing` (default: the released weights', see import_preprocessing)
+    gives the expert's input size (the crop), mean and std; its resize and normalisation
+    name are recorded in the expert's origin, where `plantkit predict` takes the resize from.
+    The folder appears complete or not at all. Returns the folder.
     """
+    prep = preprocessing if preprocessing is not None else import_preprocessing()
     name = check_name(name or default_expert_name(arch), "expert name (--name)")
     target = Path(experts_dir) / name
     _check_free(target, overwrite)
     state, extras = checkpoints.read_checkpoint(ckpt_path)
-    expert = Expert(arch, num_classes, source=source, input_size=PLANTNET300K_INPUT_SIZE,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    expert = Expert(arch, num_classes, source=source, input_size=prep.crop, mean=prep.mean,
+                    std=prep.std)
     checkpoints.load_backbone_state(
         expert.backbone, state, classifier=expert.classifier_name, num_classes=num_classes,
         origin=str(ckpt_path),
     )
+    check_runs_at(expert, prep.crop)  # a ViT, say, runs at its own size only
     origin = {"kind": "plantnet300k-checkpoint", "path": str(Path(ckpt_path).resolve())}
     if "epoch" in extras:
         origin["epoch"] = extras["epoch"]
+    # The eval transform the checkpoint was made for: predict resizes to origin["resize"].
+    origin.update({"resize": prep.resize, "crop": prep.crop,
+                   "normalization": prep.normalization})
     class_ids = plantnet300k_class_ids() if num_classes == PLANTNET300K_CLASSES else None
     with artifact_lock(target):
         _check_free(target, overwrite)  # again, now that no other writer can come between

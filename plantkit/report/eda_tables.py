@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 SPLITS = ("train", "val", "test")
 MAX_FLAGGED_ROWS = 10
@@ -169,7 +170,8 @@ def _dataset_table(info: dict[str, Any]) -> Table:
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     """Print the EDA summary of `plantkit.data.eda.summarize` as rich tables."""
-    console.print(f"[bold]Dataset analysis[/] of {summary['source']}", highlight=False)
+    console.print(Text.assemble(("Dataset analysis", "bold"), f" of {summary['source']}"),
+                  highlight=False)
     if "dataset" in summary:
         console.print(_dataset_table(summary["dataset"]))
     console.print(_splits_table(summary))

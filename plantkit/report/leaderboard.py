@@ -28,7 +28,7 @@ from plantkit.artifacts import (
     read_history_rows,
 )
 from plantkit.errors import PlantkitInputError
-from plantkit.jsonable import to_plain
+from plantkit.metrics import to_plain
 from plantkit.store import SPLIT_ORDER, check_compatible, open_store
 
 REPORT_FORMAT = "plantkit-report"
@@ -54,7 +54,7 @@ COLUMNS = (
     ("ece", "ECE", "min", "pct"),
     ("species_above_90", "species > 90 %", "max", "count"),
 )
-BUCKET_RULES = {"many": "> 100 train images", "medium": "20-100", "few": "< 20"}
+BUCKET_RULES = metrics.SHOT_RULES  # thresholds: plantkit.metrics
 
 
 # --- finding stores ---------------------------------------------------------------------
@@ -102,6 +102,8 @@ def build_report(
     store_paths: Sequence[str | os.PathLike],
     *,
     splits: Sequence[str] | None = None,
+    ks: Sequence[int] = metrics.DEFAULT_KS,
+    avg_ks: Sequence[int] | None = None,
     bootstrap: int = 0,
     seed: int = 0,
     data_root: str | os.PathLike | None = None,
@@ -111,13 +113,16 @@ def build_report(
 ) -> dict:
     """Evaluate every store on `splits` and return the report (plain JSON types, no NaN).
 
-    `splits` None: every split any store holds except train. `data_root` (a dataset folder)
+    `splits` None: every split any store holds except train. `ks`: the k of top-k and (when
+    `avg_ks` is None) of average-k (`plantkit report --k`). `data_root` (a dataset folder)
     supplies species names and, for stores without them, train counts. `workers`
     processes evaluate the stores (None: one per core, at most MAX_WORKERS; 1: in this
     process). `advance(n)` is called as rows are read (progress; total: `rows_to_read`).
     `before_evaluation(outline)` sees the report's splits, classes and models (no numbers
     yet) before the slow part, to refuse bad options early (see `check_per_class`).
     """
+    ks = metrics.parse_ks(ks)
+    avg_ks = ks if avg_ks is None else metrics.parse_ks(avg_ks, "avg_ks")
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(open_store(p)) for p in store_paths]
         _check_names_unique(stores)
@@ -145,7 +150,8 @@ def build_report(
                 "classes": {"ids": class_ids, "names": names},
                 "models": [{"name": s.name, "kind": s.kind, "splits": s.splits} for s in stores],
             })
-        models = _evaluate_all(stores, chosen, train_counts, bootstrap, seed, workers, advance)
+        evaluation = {"ks": ks, "avg_ks": avg_ks, "bootstrap": bootstrap, "seed": seed}
+        models = _evaluate_all(stores, chosen, train_counts, evaluation, workers, advance)
     image_counts, image_counts_from = _image_counts(train_counts, split_images)
     for model in models:
         for result in model["results"].values():
@@ -155,6 +161,8 @@ def build_report(
         "version": REPORT_VERSION,
         "fingerprint": fingerprint,
         "num_classes": len(class_ids),
+        "ks": list(ks),
+        "avg_ks": list(avg_ks),
         "classes": {"ids": class_ids, "names": names, "names_from": names_from},
         "train_counts": None if train_counts is None else train_counts.tolist(),
         "train_counts_from": counts_from,
@@ -165,7 +173,14 @@ def build_report(
         "notes": [],
     }
     for split in chosen:
-        report["splits"][split] = _split_section(split, models, split_images[split])
+        report["splits"][split] = _split_section(split, models, split_images[split], ks,
+                                                 avg_ks)
+    unasked = [header for key, header, *_ in COLUMNS if _column_k(key) is not None
+               and _column_k(key) not in (avg_ks if key.startswith("avg") else ks)]
+    if unasked:
+        report["notes"].append(
+            f"--k {','.join(map(str, ks))}: the leaderboard's {', '.join(unasked)} "
+            "column(s) show '-' (that k was not asked for); the top-k table has every k")
     if train_counts is None:
         report["notes"].append(
             "no train counts in the stores: many/medium/few show '-' (give --data ROOT, or "
@@ -175,15 +190,25 @@ def build_report(
 
 
 def rows_to_read(store_paths: Sequence[str | os.PathLike],
-                 splits: Sequence[str] | None = None) -> int:
+                 splits: Sequence[str] | None = None,
+                 avg_ks: Sequence[int] = metrics.DEFAULT_AVG_KS) -> int:
     """Rows `build_report` reads over all stores: the total of its progress."""
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(open_store(p)) for p in store_paths]
         chosen = _chosen_splits(stores, splits)
         return sum(
-            metrics.evaluation_rows(store, [s for s in chosen if s in store.splits])
+            metrics.evaluation_rows(store, [s for s in chosen if s in store.splits],
+                                    avg_ks=avg_ks)
             for store in stores
         )
+
+
+def _column_k(key: str) -> int | None:
+    """The k of a top-k / average-k leaderboard column (top5 -> 5), None for others."""
+    for prefix in ("macro_top", "top", "avg"):
+        if key.startswith(prefix) and key[len(prefix):].isdigit():
+            return int(key[len(prefix):])
+    return None
 
 
 def _check_names_unique(stores) -> None:
@@ -222,23 +247,23 @@ def _ordered(names: Iterable[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(names - set(SPLIT_ORDER))
 
 
-def _evaluate_all(stores, chosen: list[str], train_counts, bootstrap: int, seed: int,
+def _evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
                   workers: int | None, advance: Callable[[int], None] | None) -> list[dict]:
     """Every store's model entry, in the stores' order."""
     if workers is None:
         workers = min(MAX_WORKERS, os.cpu_count() or 1)
     workers = max(1, min(workers, len(stores)))
     if workers == 1:
-        return [_evaluate_model(s, chosen, train_counts, bootstrap, seed, advance)
-                for s in stores]
+        return [_evaluate_model(s, chosen, train_counts, evaluation, advance) for s in stores]
     # A store is a few seconds of single-threaded NumPy: one process per core divides the
     # wall time by the cores. Spawned, not forked: the parent holds open HDF5 files.
-    rows = [metrics.evaluation_rows(s, [x for x in chosen if x in s.splits]) for s in stores]
+    rows = [metrics.evaluation_rows(s, [x for x in chosen if x in s.splits],
+                                    avg_ks=evaluation["avg_ks"]) for s in stores]
     context = multiprocessing.get_context("spawn")
     models: list[dict | None] = [None] * len(stores)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = {
-            pool.submit(_evaluate_path, s.path, chosen, train_counts, bootstrap, seed): i
+            pool.submit(_evaluate_path, s.path, chosen, train_counts, evaluation): i
             for i, s in enumerate(stores)
         }
         try:
@@ -254,19 +279,18 @@ def _evaluate_all(stores, chosen: list[str], train_counts, bootstrap: int, seed:
     return models
 
 
-def _evaluate_path(path, chosen, train_counts, bootstrap: int, seed: int) -> dict:
+def _evaluate_path(path, chosen, train_counts, evaluation: dict) -> dict:
     with open_store(path) as store:
-        return _evaluate_model(store, chosen, train_counts, bootstrap, seed, None)
+        return _evaluate_model(store, chosen, train_counts, evaluation, None)
 
 
-def _evaluate_model(store, chosen: list[str], train_counts, bootstrap: int, seed: int,
+def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
                     advance: Callable[[int], None] | None) -> dict:
+    """One store's model entry; `settings`: evaluate_store's ks, avg_ks, bootstrap, seed."""
     held = [s for s in chosen if s in store.splits]
     attrs = store.attrs
     # evaluate_store fits the average-k thresholds on val whether or not val is reported.
-    evaluation = metrics.evaluate_store(
-        store, splits=tuple(held), bootstrap=bootstrap, seed=seed, advance=advance
-    )
+    evaluation = metrics.evaluate_store(store, splits=tuple(held), advance=advance, **settings)
     results = evaluation.pop("splits")
     if store.train_counts is None and train_counts is not None:
         for result in results.values():
@@ -303,12 +327,7 @@ def _add_shots(result: dict, train_counts: np.ndarray) -> None:
     per_class = np.array(
         [np.nan if v is None else v for v in result["per_class_accuracy"]], dtype=float
     )
-    result.update(metrics.shot_accuracy(per_class, train_counts))
-    present = ~np.isnan(per_class)
-    result["shot_classes"] = {
-        name: int((mask & present).sum())
-        for name, mask in metrics.shot_buckets(train_counts).items()
-    }
+    result.update(metrics.shot_summary(per_class, train_counts))
 
 
 def _set_views(result: dict, image_counts: np.ndarray) -> None:
@@ -323,20 +342,33 @@ def _set_views(result: dict, image_counts: np.ndarray) -> None:
     )
 
 
-def _split_section(split: str, models: list[dict], class_images: np.ndarray) -> dict:
+def topk_keys(ks: Sequence[int], avg_ks: Sequence[int]) -> list[str]:
+    """Result keys of the top-k table: top-k and macro top-k for each k, average-k, its macro
+    and mean set size for each average k."""
+    keys = [f"{prefix}{k}" for k in ks for prefix in ("top", "macro_top")]
+    return keys + [key.format(k) for k in avg_ks
+                   for key in ("avg{}", "macro_avg{}", "avg{}_set_size")]
+
+
+def _split_section(split: str, models: list[dict], class_images: np.ndarray,
+                   ks: Sequence[int], avg_ks: Sequence[int]) -> dict:
     rows = []
+    keys = list(dict.fromkeys([c[0] for c in COLUMNS[2:]] + [f"avg{AVERAGE_K}_set_size"]
+                              + topk_keys(ks, avg_ks)))
     for model in models:
         result = model["results"].get(split)
         row = {"name": model["name"], "kind": model["kind"],
                "params": model["params"], "gflops": model["gflops"]}
-        for key in [c[0] for c in COLUMNS[2:]] + [f"avg{AVERAGE_K}_set_size"]:
+        for key in keys:
             row[key] = None if result is None else result.get(key)
         row["available"] = result is not None
         rows.append(row)
     # Ranked by top-1; models without this split last, in store order (sort is stable).
     rows.sort(key=lambda r: -r["top1"] if r["top1"] is not None else math.inf)
     best = {}
-    for key, _, better, _ in COLUMNS:
+    columns = [(key, better) for key, _, better, _ in COLUMNS] + [
+        (key, "max") for key in topk_keys(ks, avg_ks) if not key.endswith("_set_size")]
+    for key, better in columns:
         values = [r[key] for r in rows if r[key] is not None]
         if values:
             best[key] = max(values) if better == "max" else min(values)
@@ -566,6 +598,7 @@ __all__ = [
     "COLUMNS",
     "build_report",
     "check_per_class",
+    "topk_keys",
     "collect_store_paths",
     "grouped_notes",
     "per_class_table",

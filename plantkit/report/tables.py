@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from plantkit.report.leaderboard import AVERAGE_K, BUCKET_RULES, COLUMNS, grouped_notes
 
@@ -54,8 +54,8 @@ def leaderboard_cell(row: dict, key: str, how: str) -> str:
     return text
 
 
-def _styled(text: str, best: bool) -> str:
-    return f"[{BEST_STYLE}]{text}[/]" if best else text
+def _styled(text: str, best: bool) -> Text:
+    return Text(text, style=BEST_STYLE if best else "")
 
 
 def leaderboard_table(report: dict, split: str, columns: Sequence[str] | None = None,
@@ -133,6 +133,44 @@ def _leaderboard_caption(section: dict) -> str:
     return "\n".join(parts)
 
 
+def topk_tables(report: dict, split: str) -> list[Table]:
+    """Top-k, then average-k, of every model for each k of `--k` (micro / macro, in %; the
+    mean average-k set size in brackets); the best micro value of each column in bold
+    green. The average-k table is left out when no average k was asked for."""
+    section = report["splits"][split]
+    best = section["best"]
+
+    def table(title: str, caption: str, ks, cell) -> Table:
+        out = Table(title=f"{title} · {split}", caption=caption, caption_justify="left")
+        out.add_column("name", no_wrap=True)
+        for k in ks:
+            out.add_column(cell(None, k)[0], justify="right", no_wrap=True)
+        for row in section["leaderboard"]:
+            out.add_row(row["name"], *[cell(row, k)[1] for k in ks],
+                        style=None if row["available"] else "dim")
+        return out
+
+    def both(row, key: str, k: int) -> str:
+        micro = row.get(f"{key}{k}")
+        text = f"{fmt(micro, 'pct')} / {fmt(row.get(f'macro_{key}{k}'), 'pct')}"
+        size = row.get(f"{key}{k}_set_size") if key == "avg" else None
+        if size is not None:
+            text += f" ({size:.1f})"
+        return _styled(text, micro is not None and micro == best.get(f"{key}{k}"))
+
+    tables = [table("Top-k (micro / macro, %)",
+                    "the true class among the k highest scores, a tie counted as a miss; "
+                    "macro: mean over the species present", report.get("ks", []),
+                    lambda row, k: (f"top-{k}", None if row is None else both(row, "top", k)))]
+    if report.get("avg_ks"):
+        tables.append(table(
+            "Average-k (micro / macro, %; mean set size)",
+            "the true class in {c : p_c >= lambda_k}, lambda_k fitted on val",
+            report["avg_ks"],
+            lambda row, k: (f"avg-{k}", None if row is None else both(row, "avg", k))))
+    return tables
+
+
 def bucket_table(report: dict, split: str, *, by_model: bool = False) -> Table | None:
     """Mean per-species top-1 by image count (the reference study's view); None when no
     model holds the split.
@@ -190,7 +228,7 @@ def history_table(model: dict, rows: int | None = HISTORY_ROWS) -> Table | None:
         f"last {len(shown)} of {len(all_rows)} epochs; --json has all")
     table = Table(
         title=f"Training history · {model['name']} ({what})",
-        caption=f"from {escape(history['path'])}"
+        caption=Text(f"from {history['path']}")
         + ("; best val top-1 epoch in bold green" if best_epoch is not None else ""),
         caption_justify="left",
     )
@@ -220,7 +258,7 @@ def per_class_table(rows: dict) -> Table:
     table.add_column(rows["split"], justify="right")
     table.add_column("top-1 %", justify="right")
     for r in rows["rows"]:
-        cells = [str(r["class_index"]), escape(r["class_id"]), escape(r["name"]),
+        cells = [str(r["class_index"]), Text(str(r["class_id"])), Text(str(r["name"])),
                  fmt(r["train_images"], "count"),
                  fmt(r["split_images"], "count"), fmt(r["accuracy"], "pct")]
         table.add_row(*cells)
@@ -233,6 +271,9 @@ def print_report(report: dict, console: Console, *, per_class: dict | None = Non
     for split in report["splits"]:
         for table in leaderboard_tables(report, split, console.width):
             console.print(table)
+        if report.get("ks"):
+            for table in topk_tables(report, split):
+                console.print(table)
         buckets = bucket_table(report, split)
         if buckets is not None and _min_width(buckets) > console.width:
             buckets = bucket_table(report, split, by_model=True)
@@ -246,9 +287,9 @@ def print_report(report: dict, console: Console, *, per_class: dict | None = Non
         console.print(per_class_table(per_class))
     notes = grouped_notes(report)
     if notes:
-        console.print("[bold]notes[/]")
+        console.print(Text("notes", style="bold"))
         for note in notes:
-            console.print(f"  - {escape(note)}", highlight=False, soft_wrap=True)
+            console.print(Text(f"  - {note}"), highlight=False, soft_wrap=True)
 
 
 __all__ = [
@@ -260,4 +301,5 @@ __all__ = [
     "leaderboard_tables",
     "per_class_table",
     "print_report",
+    "topk_tables",
 ]

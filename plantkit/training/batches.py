@@ -5,6 +5,12 @@ plantkit's loaders yield (images, labels, indices), which Keras would read as
 `EpochBatches` drops the indices, builds the current epoch's loader when Keras starts an
 epoch, and counts the images it delivers (for images/s). Keras gets it wrapped in a plain
 torch DataLoader (`keras_input`), the input type it supports natively with the torch backend.
+
+Keras stops asking after `len()` batches, so a generator that simply yielded them would
+never run to its end, and the loader's end-of-pass checks (the corrupt-image limit) would
+never run. `EpochBatches` reads one batch ahead instead: the last batch is handed over only
+once the loader's pass has ended. Reading ahead changes no batch (their content depends on
+the seed and the epoch only) and no random state (the loaders restore torch's).
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ class EpochBatches(IterableDataset):
         num_batches: int,
         *,
         device: torch.device | str | None = None,
+        min_batch: int = 1,
     ):
         super().__init__()
         self._loader_for_epoch = loader_for_epoch
         self.num_batches = int(num_batches)
         self.device = None if device is None else torch.device(device)
+        # Training passes 2: a batch that skipped corrupt images down to one image would
+        # fail in BatchNorm, so such a batch is left out (the loaders drop a final one).
+        self.min_batch = int(min_batch)
         self.epoch = 0
         self.images_seen = 0  # in the current epoch
 
@@ -40,13 +50,23 @@ class EpochBatches(IterableDataset):
 
     def __iter__(self):
         self.images_seen = 0
+        ahead = None
         for images, labels, *_indices in self._loader_for_epoch(self.epoch):
-            self.images_seen += len(labels)
-            if self.device is not None and self.device.type != "cpu":
-                # Pinned host memory (the loaders pin it) makes this copy asynchronous.
-                images = images.to(self.device, non_blocking=True)
-                labels = labels.to(self.device, non_blocking=True)
-            yield images, labels
+            if len(labels) < self.min_batch:
+                continue
+            if ahead is not None:
+                yield self._deliver(*ahead)
+            ahead = images, labels
+        if ahead is not None:  # the pass is over: its end-of-pass checks have run
+            yield self._deliver(*ahead)
+
+    def _deliver(self, images, labels):
+        self.images_seen += len(labels)
+        if self.device is not None and self.device.type != "cpu":
+            # Pinned host memory (the loaders pin it) makes this copy asynchronous.
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+        return images, labels
 
 
 def keras_input(batches: EpochBatches) -> DataLoader:

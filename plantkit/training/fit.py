@@ -9,14 +9,23 @@ The run folder ARTIFACTS/experts/<name>/ holds, while training:
 
 and once training has finished, the expert itself (`expert.json`, `weights.pt`: the
 best epoch by val top-1, as the dataset authors kept it) and its `predictions.h5`.
+
+A run that fails before its first epoch is committed (bad input found while training, a
+crash, Ctrl-C) removes its folder again; one killed that early leaves only
+`train_config.json`, `history.csv` and `checkpoints/` without `state.json`, which the next
+fresh run of the name replaces without --overwrite. Anything else in the folder (an
+expert, a finished epoch) is protected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +34,9 @@ import plantkit  # noqa: F401  (sets the torch backend before keras is imported)
 import keras  # isort: skip
 
 from plantkit.artifacts import (
+    CHECKPOINT_STATE_FILE,
     CHECKPOINTS_DIR,
+    EPOCH_DIR_PREFIX,
     HISTORY_FILE,
     STORE_FILE,
     TRAIN_CONFIG_FILE,
@@ -34,6 +45,7 @@ from plantkit.artifacts import (
     check_name,
     discard,
     expert_dir,
+    is_visible,
     read_json,
     write_text,
 )
@@ -50,6 +62,10 @@ class TrainConfig:
     """Every option of a training run; the defaults are the Pl@ntNet-300K authors' recipe."""
 
     data: str | None = None  # dataset root; None: the embedded stand-in
+    # A dataset without val: carve this stratified fraction of train, drawn with val_seed
+    # (not --seed: experts of several seeds share one val split, so they can be combined).
+    val_from_train: float | None = None
+    val_seed: int = 0
     arch: str | None = None  # None: resnet18, or the architecture of the --init-from expert
     name: str | None = None  # None: the architecture
     pretrained: bool = False  # timm/torchvision ImageNet weights from the local cache
@@ -104,6 +120,12 @@ def validate(config: TrainConfig) -> TrainConfig:
 
     for name in ("epochs", "batch_size", "lr", "resize", "crop"):
         positive(name, getattr(config, name))
+    if config.val_from_train is not None and not 0.0 < config.val_from_train < 1.0:
+        raise PlantkitInputError(
+            f"--val-from-train must be a fraction between 0 and 1, got {config.val_from_train}"
+        )
+    if config.val_seed < 0:
+        raise PlantkitInputError(f"--val-seed must be >= 0, got {config.val_seed}")
     if config.crop > config.resize:
         raise PlantkitInputError(
             f"--crop {config.crop} is larger than --resize {config.resize}: the crop is cut "
@@ -193,17 +215,64 @@ def _train_locked(config: TrainConfig, run_dir: Path, artifacts: Path, *, quiet:
     else:
         expert = _build_expert(config, dataset)
         config.arch = expert.config["arch"]
-        if config.overwrite and run_dir.exists():
+        if run_dir.exists():  # --overwrite, or only an attempt that finished no epoch
+            if not config.overwrite and not quiet and any(run_dir.iterdir()):
+                _say(f"{run_dir} held an unfinished training (no finished epoch): starting "
+                     "it over")
             discard(run_dir)
-    _write_train_config(run_dir, config, dataset)  # a resumed run records its new --epochs
-
-    compile_expert(expert, config, dataset.num_classes, dataset.splits["train"].labels)
-    initial_epoch = 0
-    if resume_from is not None:
-        initial_epoch, _ = resume.restore(expert, resume_from)
-    if initial_epoch < config.epochs:
-        _fit(expert, config, dataset, run_dir, initial_epoch, quiet=quiet, extra=callbacks)
+    try:
+        _write_train_config(run_dir, config, dataset)  # a resumed run records its --epochs
+        compile_expert(expert, config, dataset.num_classes, dataset.splits["train"].labels)
+        initial_epoch = 0
+        if resume_from is not None:
+            initial_epoch, _ = resume.restore(expert, resume_from)
+        if initial_epoch < config.epochs:
+            _fit(expert, config, dataset, run_dir, initial_epoch, quiet=quiet, extra=callbacks)
+    except BaseException:
+        if resume_from is None:
+            _discard_if_no_epoch(run_dir)
+        raise
     _finish(run_dir, config, dataset, quiet=quiet)
+
+
+def _say(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(escape(message))
+
+
+def _discard_if_no_epoch(run_dir: Path) -> None:
+    """After a failed fresh run: remove its folder unless an epoch was committed (then it is
+    resumable). Errors here must not hide the failure being reported."""
+    with contextlib.suppress(Exception):
+        if resume.read_state(run_dir / CHECKPOINTS_DIR) is None:
+            discard(run_dir)
+
+
+# What a fresh run writes before its first epoch is committed (see the module docstring).
+_ATTEMPT_ENTRIES = frozenset({TRAIN_CONFIG_FILE, HISTORY_FILE, CHECKPOINTS_DIR})
+
+
+def _holds_only_an_unfinished_attempt(run_dir: Path) -> bool:
+    """True when `run_dir` holds nothing but what a training killed before it finished an
+    epoch leaves: no expert (expert.json, weights, a store), no resume point, nothing else.
+    Hidden names (the write protocol's leftovers, locks) do not count."""
+    try:
+        visible = [p for p in run_dir.iterdir() if is_visible(p)]
+        if any(p.name not in _ATTEMPT_ENTRIES for p in visible):
+            return False
+        checkpoints = run_dir / CHECKPOINTS_DIR
+        if os.path.lexists(checkpoints):
+            if checkpoints.is_symlink() or not checkpoints.is_dir():
+                return False
+            if os.path.lexists(checkpoints / CHECKPOINT_STATE_FILE):
+                return False
+            return all(p.name.startswith(EPOCH_DIR_PREFIX) and p.is_dir()
+                       for p in checkpoints.iterdir() if is_visible(p))
+        return True
+    except OSError:
+        return False
 
 
 def _run_dir(artifacts: Path, config: TrainConfig) -> Path:
@@ -232,12 +301,15 @@ def _check_run_dir(run_dir: Path, config: TrainConfig) -> Path | None:
                 "architecture), or drop --resume to start training"
             )
         if resume.read_state(checkpoints) is None or not (run_dir / TRAIN_CONFIG_FILE).is_file():
+            again = ("drop --resume (or pass --overwrite) to train it again"
+                     if _holds_only_an_unfinished_attempt(run_dir)
+                     else "pass --overwrite to train it again")
             raise PlantkitInputError(
                 f"--resume: {run_dir} holds no resumable training (no finished epoch in "
-                f"{CHECKPOINTS_DIR}/); pass --overwrite to train it again"
+                f"{CHECKPOINTS_DIR}/); {again}"
             )
         return checkpoints
-    if exists and not config.overwrite:
+    if exists and not config.overwrite and not _holds_only_an_unfinished_attempt(run_dir):
         raise PlantkitInputError(
             f"{run_dir} already exists: pass --resume to continue its training, --overwrite "
             "to replace it, or --name to train another expert"
@@ -271,32 +343,53 @@ def _read_train_config(run_dir: Path) -> dict:
 
 
 def _write_train_config(run_dir: Path, config: TrainConfig, dataset) -> None:
+    carve = None
+    if dataset.val_from_train is not None:
+        carve = {"fraction": dataset.val_from_train, "seed": dataset.val_seed}
     document = {
         "config": config.to_dict(),
         "dataset": {
             "root": str(dataset.root),
             "fingerprint": dataset.fingerprint,
             "class_ids": list(dataset.class_ids),
+            # Open the root with open_dataset(root, val_from_train=fraction, seed=seed) to
+            # get the same splits (None: the dataset's own val folder).
+            "val_from_train": carve,
         },
     }
     write_text(run_dir / TRAIN_CONFIG_FILE, json.dumps(document, indent=2) + "\n")
 
 
 def _open_dataset(config: TrainConfig, artifacts: Path, *, quiet: bool):
+    from plantkit.data.layout import NoValSplit
+
+    try:
+        return _open_dataset_of(config, artifacts, quiet=quiet)
+    except NoValSplit as exc:
+        raise PlantkitInputError(
+            f"{exc.root} has no val split; pass --val-from-train 0.1 to carve a stratified "
+            "val split from train (--val-seed picks it, default 0)"
+        ) from None
+
+
+def _open_dataset_of(config: TrainConfig, artifacts: Path, *, quiet: bool):
     from plantkit.data.layout import open_dataset
 
+    def opened(root):
+        return open_dataset(root, val_from_train=config.val_from_train, seed=config.val_seed)
+
     if config.data is not None:
-        return open_dataset(config.data)
+        return opened(config.data)
     from plantkit.data.embedded import EMBEDDED, embedded_root, ensure_embedded_dataset
     from plantkit.data.profiles import SPLITS, make_profile
     from plantkit.progress import progress_bar
 
     if (embedded_root(artifacts) / "images").is_dir():
-        return open_dataset(embedded_root(artifacts))
+        return opened(embedded_root(artifacts))
     counts = make_profile(EMBEDDED["profile"], classes=EMBEDDED["classes"], scale=EMBEDDED["scale"])
     total = int(counts[list(SPLITS)].to_numpy().sum())
     with progress_bar("drawing the embedded dataset", total=total, disable=quiet) as advance:
-        return open_dataset(ensure_embedded_dataset(artifacts, on_image=advance))
+        return opened(ensure_embedded_dataset(artifacts, on_image=advance))
 
 
 def _check_same_dataset(run_dir: Path, dataset) -> None:
@@ -409,19 +502,22 @@ def _fit(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoch: int
     from plantkit.training.schedule import multistep_lr_callback
 
     spec = expert_transform_spec(expert, config.resize)
-    tally = CorruptImageTally()  # shared: the 1 % limit applies to all images read
+    # One tally per split: more than 1 % of a split's images corrupt stops the run.
+    train_tally, val_tally = CorruptImageTally(), CorruptImageTally()
     train_loader = make_loader(dataset, "train", spec=spec, train=True,
                                batch_size=config.batch_size, workers=config.workers,
                                sampler=config.sampler, augment_below=config.augment_below,
-                               seed=config.seed, epoch=initial_epoch, tally=tally)
+                               seed=config.seed, epoch=initial_epoch, tally=train_tally)
     val_loader = make_loader(dataset, "val", spec=spec, train=False,
-                             batch_size=config.batch_size, workers=config.workers, tally=tally)
+                             batch_size=config.batch_size, workers=config.workers,
+                             tally=val_tally)
 
     def train_loader_at(epoch: int):
         train_loader.set_epoch(epoch)
         return train_loader
 
-    train_batches = EpochBatches(train_loader_at, len(train_loader), device=expert.device)
+    train_batches = EpochBatches(train_loader_at, len(train_loader), device=expert.device,
+                                 min_batch=2)
     val_batches = EpochBatches(lambda _epoch: val_loader, len(val_loader), device=expert.device)
     n_train, n_val = train_loader.num_images, val_loader.num_images
 
@@ -435,15 +531,21 @@ def _fit(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoch: int
     plantkit_callbacks = [
         cb.EpochDeterminism(config.seed, [train_batches]),
         multistep_lr_callback(config.lr, config.milestones, config.gamma),
-        cb.EpochStats(train_batches, corrupt_count=lambda: tally.corrupt),
+        cb.EpochStats(train_batches,
+                      corrupt_count=lambda: train_tally.corrupt + val_tally.corrupt),
         stop_on_nan,
         progress,
+        CorruptImagesWarning([train_loader, val_loader], config.epochs),
         resume.EpochCommit(run_dir, checkpoints, run_dir / HISTORY_FILE, save_to),
     ]
     try:
-        expert.fit(keras_input(train_batches), validation_data=keras_input(val_batches),
-                   epochs=config.epochs, initial_epoch=initial_epoch, verbose=0, shuffle=False,
-                   callbacks=[*plantkit_callbacks, *extra])
+        with warnings.catch_warnings():
+            # A pass shortened by a batch of only corrupt images ends the epoch early, which
+            # Keras announces as running out of data; the corrupt images have their own line.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            expert.fit(keras_input(train_batches), validation_data=keras_input(val_batches),
+                       epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
+                       shuffle=False, callbacks=[*plantkit_callbacks, *extra])
     finally:
         progress.close()
     if stop_on_nan.diverged_at is not None:
@@ -455,6 +557,36 @@ def _fit(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoch: int
             f"the training loss became NaN or infinite in epoch {epoch + 1}, batch {batch + 1}; "
             f"{where}; a lower --lr may help"
         )
+
+
+class CorruptImagesWarning(keras.callbacks.Callback):
+    """One warning line on stderr at the end of every epoch that skipped corrupt images: how
+    many of each split's images, the first files, and the command that lists them all. (More
+    than 1 % of a split stops the run instead: the loaders raise.)"""
+
+    def __init__(self, loaders, epochs: int, stream=None):
+        super().__init__()
+        self.loaders = list(loaders)
+        self.epochs = epochs
+        self.stream = stream
+
+    def line(self, epoch: int) -> str | None:
+        passes = [(loader.split, loader.last_pass) for loader in self.loaders
+                  if loader.last_pass.corrupt]
+        if not passes:
+            return None
+        total = sum(tally.corrupt for _, tally in passes)
+        counts = ", ".join(f"{tally.corrupt} of {tally.seen} {split}" for split, tally in passes)
+        files = "; ".join(tally.named_files() for _, tally in passes)
+        command = passes[0][1].verify_command
+        return (f"warning: epoch {epoch + 1}/{self.epochs} skipped {total} corrupt "
+                f"image{'s' if total != 1 else ''} ({counts} images): {files}; list them all "
+                f"with `{command}`, then remove or replace them")
+
+    def on_epoch_end(self, epoch, logs=None):
+        line = self.line(epoch)
+        if line is not None:
+            print(line, file=self.stream or sys.stderr, flush=True)
 
 
 def _finish(run_dir: Path, config: TrainConfig, dataset, *, quiet: bool) -> None:

@@ -1,4 +1,5 @@
-"""Turn results into plain JSON types, one rule for every command's --json output."""
+"""The JSON form of results: one rule for every document plantkit prints or stores (report,
+combine, combination.json, train --json)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 def to_plain(value):
     """Plain JSON types: NumPy scalars and arrays unwrapped, NaN and infinities as None,
-    tuples as lists, paths as strings."""
+    tuples as lists, paths as strings, dict keys as strings."""
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
