@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -45,6 +46,10 @@ def synth(
     from plantkit.data.synth import generate_dataset
     from plantkit.progress import progress_bar
 
+    if not math.isfinite(scale):
+        raise PlantkitInputError(f"--scale must be a positive number, got {scale}")
+    if profile == "zipf" and not (math.isfinite(alpha) and alpha > 0):
+        raise PlantkitInputError(f"--alpha must be a positive number, got {alpha}")
     counts = make_profile(profile, scale=scale, classes=classes, alpha=alpha)
     target = out or data_dir(settings.artifacts_root) / f"{profile}-synth"
     n_images = int(counts[["train", "val", "test"]].to_numpy().sum())

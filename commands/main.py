@@ -144,7 +144,14 @@ def _run_app() -> int:
         # Usage errors (unknown option, bad value) know how to show themselves; Typer
         # vendors its own click, so recognise them by shape rather than by class.
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
+            if hasattr(exc, "format_message") and type(exc).__name__ != "NoArgsIsHelpError":
+                # One line, like every other refusal; --help has the usage.
+                command = getattr(getattr(exc, "ctx", None), "command_path", "plantkit")
+                err_console.print(
+                    error_line(f"{exc.format_message()} (see `{command} --help`)"),
+                    highlight=False, soft_wrap=True)
+            else:
+                exc.show()
             return exc.exit_code
         if settings.debug:
             traceback.print_exc()

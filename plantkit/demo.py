@@ -15,6 +15,7 @@ from pathlib import Path
 
 from plantkit.artifacts import discard, reports_dir, write_text
 from plantkit.data.embedded import EMBEDDED
+from plantkit.errors import PlantkitInputError
 
 STATE_FILE = "demo_state.json"
 STAGES = ("data", "analysis", "experts", "combinations", "report")
@@ -79,7 +80,22 @@ class DemoState:
 
     def finish(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = round(seconds, 1)
+        self.save()
+
+    def save(self) -> None:
         write_text(self.path, json.dumps({"seconds": self.seconds}, indent=2))
+
+
+def check_demo_folder(out: Path) -> None:
+    """Refuse an output folder that holds files but is not a demo's (no state file): the
+    demo would write into it, and --fresh would delete it."""
+    if out.exists() and not out.is_dir():
+        raise PlantkitInputError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and not (out / STATE_FILE).is_file() and any(out.iterdir()):
+        raise PlantkitInputError(
+            f"--out {out} is not empty and is not a demo folder (no {STATE_FILE}): give an "
+            "empty or new folder"
+        )
 
 
 def run_demo(
@@ -93,11 +109,16 @@ def run_demo(
 ) -> dict:
     """Run every unfinished stage into `out`; return {stage: seconds, ...} and the verdicts."""
     out = Path(out)
+    check_demo_folder(out)
     if fresh and out.exists():
         discard(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = DemoPlan.make(quick)
     state = DemoState(out, fresh=fresh)
+    if not state.path.is_file():
+        # Marks the folder as a demo folder before anything else lands in it, so a run
+        # interrupted during the first stage can be continued.
+        state.save()
     steps = {
         "data": lambda: _data(out, plan, quiet),
         "analysis": lambda: _analysis(out, console, quiet),

@@ -209,6 +209,8 @@ def _import_locked(target: Path, *, expert, split, logits_path, labels_path, dat
     labels = load_npy(labels_path, "--labels")
     _check_shapes(logits, labels, len(class_ids), logits_path, labels_path)
     n_rows = logits.shape[0]
+    if n_rows == 0:
+        raise PlantkitInputError(f"--logits {logits_path} holds 0 rows: nothing to import")
     labels = np.asarray(labels, dtype=np.int64)
     _check_label_range(labels, len(class_ids), labels_path)
 

@@ -216,6 +216,12 @@ def open_dataset(
     for split, folder in split_dirs.items():
         scanned[split], skipped[split] = _scan_split(folder, images_dir)
 
+    for split in SPLITS:
+        if split in scanned and not scanned[split]:
+            raise PlantkitInputError(
+                f"{root}: the {split} split ({split_dirs[split]}) holds no images"
+            )
+
     val_source = "folder"
     if val_from_train is not None:
         if "val" in scanned:

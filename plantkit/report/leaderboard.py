@@ -132,7 +132,15 @@ def build_report(
             check_compatible([s for s in stores if split in s.splits], splits=[split])
         first = stores[0]
         fingerprint, class_ids = first.fingerprint, list(first.class_ids)
+        for store in stores:
+            for split in chosen:
+                if split in store.splits and store.num_rows(split) == 0:
+                    raise PlantkitInputError(
+                        f"{store.path}: split {split} holds 0 rows: predict or import it again"
+                    )
         dataset = _dataset_info(data_root) if data_root is not None else None
+        if dataset is not None:
+            _check_dataset(dataset, data_root, first, class_ids, fingerprint)
         train_counts, counts_from = _train_counts(stores, dataset)
         names, names_from = species_names(class_ids, first.attrs, dataset)
         # Every split held counts towards the images per species, whichever are reported.
@@ -290,7 +298,14 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
     held = [s for s in chosen if s in store.splits]
     attrs = store.attrs
     # evaluate_store fits the average-k thresholds on val whether or not val is reported.
-    evaluation = metrics.evaluate_store(store, splits=tuple(held), advance=advance, **settings)
+    try:
+        evaluation = metrics.evaluate_store(store, splits=tuple(held), advance=advance,
+                                            **settings)
+    except PlantkitInputError as exc:
+        # The store's checks name the split, not the file: say which store it is.
+        if str(store.path) in str(exc):
+            raise
+        raise PlantkitInputError(f"{store.path}: {exc}") from exc
     results = evaluation.pop("splits")
     if store.train_counts is None and train_counts is not None:
         for result in results.values():
@@ -428,6 +443,21 @@ def _dataset_info(root) -> dict:
         "fingerprint": dataset.fingerprint,
         "root": str(dataset.root),
     }
+
+
+def _check_dataset(dataset: dict, data_root, first, class_ids, fingerprint) -> None:
+    """Refuse --data of another dataset than the stores' (other classes or fingerprint)."""
+    if dataset["class_ids"] != list(class_ids):
+        raise PlantkitInputError(
+            f"--data {data_root} has {len(dataset['class_ids'])} classes that differ from the "
+            f"{len(class_ids)} of store {first.path}: give the stores' dataset"
+        )
+    # Stores of imported logits carry "classes:<hash>": only their class ids can be checked.
+    if not str(fingerprint).startswith("classes:") and dataset["fingerprint"] != fingerprint:
+        raise PlantkitInputError(
+            f"--data {data_root} has fingerprint {dataset['fingerprint']} but store "
+            f"{first.path} has {fingerprint}: give the stores' dataset"
+        )
 
 
 def _train_counts(stores, dataset: dict | None) -> tuple[np.ndarray | None, str | None]:
