@@ -65,6 +65,31 @@ def main(
     set_wait(wait)
 
 
+def cli_command():
+    """The click command of `app`, with flags shown without a value (Typer labels every flag
+    `<bool>`, as if `--debug true` were needed)."""
+    root = typer.main.get_command(app)
+    stack = [root]
+    while stack:
+        each = stack.pop()
+        stack.extend(getattr(each, "commands", {}).values())
+        for param in each.params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        each.get_help_option = _valueless(each.get_help_option)  # made per call
+    return root
+
+
+def _valueless(get_help_option):
+    def wrapped(ctx):
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return wrapped
+
+
 def _close_hdf5_files() -> None:
     """Close every HDF5 file still open: after a write error (a full disk, say) HDF5 would
     otherwise flush them at interpreter exit and can crash there (segmentation fault)."""
@@ -122,7 +147,7 @@ def _run_app() -> int:
     from plantkit.artifacts import environment_error
 
     try:
-        code = app(standalone_mode=False)
+        code = cli_command()(standalone_mode=False)
         return code if isinstance(code, int) else 0
     except PlantkitInputError as exc:
         _input_error(exc)

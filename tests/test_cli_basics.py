@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from plantkit import __version__
 
 
@@ -51,3 +53,23 @@ def test_keras_imported_with_another_backend_is_refused():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "keras was imported with the 'tensorflow' backend before plantkit" in result.stderr
+
+
+def _command_paths():
+    from plantkit.commands.main import cli_command
+
+    stack = [((), cli_command())]
+    while stack:
+        path, command = stack.pop()
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            stack.append(((*path, name), sub))
+
+
+@pytest.mark.parametrize("path", sorted(_command_paths()), ids=lambda p: " ".join(p) or "plantkit")
+def test_help_shows_flags_without_a_value(path):
+    from cli_helpers import cli
+
+    code, out, _ = cli(*path, "--help")
+    assert code == 0 and "Usage" in out
+    assert "<bool>" not in out  # `--debug`, not `--debug <bool>`
