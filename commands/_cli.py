@@ -41,6 +41,12 @@ class Settings:
 settings = Settings()
 
 
+def examples(*lines: str) -> str:
+    """A help epilog: real command lines, one per paragraph (rich folds single newlines).
+    tests/test_cli_basics.py parses every one."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line on stderr and return the Exit to raise."""
     err_console.print(error_line(message), highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from plantkit.artifacts import data_dir
-from plantkit.commands._cli import console, err_console, print_json, settings
+from plantkit.commands._cli import console, err_console, examples, print_json, settings
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
@@ -19,7 +19,11 @@ app = typer.Typer(
 DEFAULT_SYNTH_NAME = "plantnet-synth"
 
 
-@app.command()
+@app.command(epilog=examples(
+    "plantkit data synth",
+    "plantkit data synth --profile plantnet300k --scale 0.01 --out artifacts/data/pn1pct",
+    "plantkit data synth --profile zipf --classes 200 --alpha 1.2 --image-size 96",
+))
 def synth(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Target folder [default: ARTIFACTS/data/<profile>-synth]."
@@ -86,7 +90,11 @@ def _rare_augmentation_preview(seed: int):
     return lambda image: augment_preview(image, next(draws))
 
 
-@app.command()
+@app.command(epilog=examples(
+    "plantkit data inspect --profile plantnet300k",
+    "plantkit data inspect /data/plantnet_300K --html artifacts/reports/eda.html --verify",
+    "plantkit data inspect /data/my_images --val-from-train 0.1 --seed 0",
+))
 def inspect(
     root: Path | None = typer.Argument(
         None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from plantkit.artifacts import EXPERTS_DIR
-from plantkit.commands._cli import console, print_json, settings
+from plantkit.commands._cli import console, examples, print_json, settings
 
 app = typer.Typer(
     help="Bring released checkpoints and outside predictions into plantkit.",
@@ -15,7 +15,11 @@ app = typer.Typer(
 )
 
 
-@app.command("plantnet")
+@app.command("plantnet", epilog=examples(
+    "plantkit import plantnet resnet18_weights_best_acc.tar --arch resnet18",
+    "plantkit import plantnet mine.tar --arch resnet18 --num-classes 1081 --resize 256 "
+    "--crop 224 --normalization plantnet300k --name r18-mine",
+))
 def plantnet(
     checkpoint: Path = typer.Argument(
         ..., help="A Pl@ntNet-300K checkpoint, released or written by the authors' main.py "
@@ -63,14 +67,23 @@ def plantnet(
 ) -> None:
     """Turn a Pl@ntNet-300K checkpoint (released, or of the authors' main.py) into an expert
     (then `plantkit predict`)."""
-    from plantkit.models.expert import read_expert_json
-    from plantkit.models.plantnet_import import import_plantnet_checkpoint, import_preprocessing
+    from plantkit.models.plantnet_import import (
+        check_import_options,
+        import_plantnet_checkpoint,
+        import_preprocessing,
+    )
 
-    # Checked before the checkpoint is read: a bad value writes nothing.
+    # Checked before the checkpoint is read, and before torch is imported: a bad value
+    # writes nothing and is refused at once (an unknown --arch only once timm is loaded).
     preprocessing = import_preprocessing(resize=resize, crop=crop, normalization=normalization,
                                          mean=mean, std=std)
+    experts_dir = settings.artifacts_root / EXPERTS_DIR
+    check_import_options(checkpoint, arch, name=name, experts_dir=experts_dir,
+                         num_classes=num_classes, source=source, overwrite=overwrite)
+    from plantkit.models.expert import read_expert_json
+
     folder = import_plantnet_checkpoint(
-        checkpoint, arch, name=name, experts_dir=settings.artifacts_root / EXPERTS_DIR,
+        checkpoint, arch, name=name, experts_dir=experts_dir,
         num_classes=num_classes, source=source, overwrite=overwrite,
         preprocessing=preprocessing,
     )
@@ -94,7 +107,12 @@ def plantnet(
     )
 
 
-@app.command("logits")
+@app.command("logits", epilog=examples(
+    "plantkit import logits --expert outside --split test --logits test.npy --labels y.npy "
+    "--data /data/plantnet_300K",
+    "plantkit import logits --expert outside --split val --logits val.npy --labels yv.npy "
+    "--classes class_ids.json",
+))
 def logits(
     expert: str = typer.Option(
         ..., "--expert", help="Expert name: the store is ARTIFACTS/experts/EXPERT/predictions.h5."

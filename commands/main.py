@@ -13,7 +13,7 @@ import typer
 
 from plantkit import __version__
 from plantkit.commands import combine, data, demo, imports, predict, report, train
-from plantkit.commands._cli import err_console, error_line, settings
+from plantkit.commands._cli import err_console, error_line, examples, settings
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
@@ -24,13 +24,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
 app.add_typer(data.app, name="data")
 app.add_typer(imports.app, name="import")
-app.command("train")(train.train)
-app.command("predict")(predict.predict)
-app.command("report")(report.report)
-app.command("combine")(combine.combine)
-app.command("demo")(demo.demo)
+app.command("train", epilog=examples(
+    "plantkit train --data /data/plantnet_300K --arch resnet18 --pretrained --amp --workers 8",
+    "plantkit train --arch test_resnet --epochs 4 --augment-below 20 --name small-aug",
+    "plantkit train --resume --name small-aug",
+))(train.train)
+app.command("predict", epilog=examples(
+    "plantkit predict --expert resnet18 --split val --split test --features",
+    "plantkit predict --expert imported --data /data/plantnet_300K --split test --resize 72 "
+    "--crop 64",
+))(predict.predict)
+app.command("report", epilog=examples(
+    "plantkit report",
+    "plantkit report --split test --per-class --worst 20 --html artifacts/reports/report.html",
+    "plantkit report --json --k 1,5 > report.json",
+))(report.report)
+app.command("combine", epilog=examples(
+    "plantkit combine --average --weighted --greedy",
+    "plantkit combine --cascade --within 0.005 --router --top-k 1",
+    "plantkit combine --logit-adjust auto --target macro --experts resnet18,mobilenet",
+))(combine.combine)
+app.command("demo", epilog=examples(
+    "plantkit demo", "plantkit demo --quick --out /tmp/demo", "plantkit demo --fresh",
+))(demo.demo)
 
 
 def _version(value: bool) -> None:

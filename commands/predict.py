@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from plantkit.choices import LOGITS_DTYPES, SPLITS
 from plantkit.commands._cli import PlantkitInputError, console, print_json, settings
 
 
@@ -42,13 +43,18 @@ def predict(
 
     The store records the resize and crop used (attributes resize, input_size)."""
     from plantkit.artifacts import STORE_FILE, artifact_lock, expert_dir
+
+    # Checked before torch and keras are imported: a bad option is refused at once.
+    _check_sizes(resize, crop)
+    splits = list(dict.fromkeys(split))
+    _check_options(splits, dtype, batch_size, workers, data)
+    folder = expert_dir(settings.artifacts_root, expert)
+    _check_expert_folder(folder)
+
     from plantkit.predict import load_for_prediction, predict_to_store
     from plantkit.progress import progress_bar
     from plantkit.store import open_store
 
-    _check_sizes(resize, crop)
-    folder = expert_dir(settings.artifacts_root, expert)
-    splits = list(dict.fromkeys(split))
     with artifact_lock(folder):  # before reading: no train or import may change it meanwhile
         model, dataset, recorded = load_for_prediction(
             folder, data=data, artifacts=settings.artifacts_root
@@ -84,3 +90,36 @@ def _check_sizes(resize: int | None, crop: int | None) -> None:
             f"--crop ({crop}) must not exceed --resize ({resize}): the crop is taken from the "
             "image resized to that shorter side"
         )
+
+
+# Which of the SPLITS a dataset holds is checked once it is opened.
+
+
+def _check_options(splits: list[str], dtype: str, batch_size: int, workers: int,
+                   data: Path | None) -> None:
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise PlantkitInputError(
+            f"--split {unknown[0]!r} is unknown: use {', '.join(SPLITS)}"
+        )
+    if dtype not in LOGITS_DTYPES:
+        raise PlantkitInputError(f"--dtype {dtype!r} is unknown: use float32 or float16")
+    if batch_size < 1:
+        raise PlantkitInputError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise PlantkitInputError(f"--workers must be 0 or more, got {workers}")
+    if data is not None:
+        if not data.exists():
+            raise PlantkitInputError(f"dataset root {data} does not exist")
+        if not data.is_dir():
+            raise PlantkitInputError(f"dataset root {data} is not a folder")
+
+
+def _check_expert_folder(folder: Path) -> None:
+    """The messages of plantkit.predict.load_for_prediction and read_expert_json, early."""
+    from plantkit.artifacts import EXPERT_FILE
+
+    if not folder.is_dir():
+        raise PlantkitInputError(f"no expert folder {folder}: train or import it first")
+    if not (folder / EXPERT_FILE).is_file():
+        raise PlantkitInputError(f"{folder} is not an expert folder: no {EXPERT_FILE}")

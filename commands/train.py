@@ -81,7 +81,11 @@ def train(
 ) -> None:
     """Train an expert (SGD, lr 0.01 x0.1 at epochs 20 and 25, 30 epochs) and store its
     val and test predictions."""
-    from plantkit.training.fit import TrainConfig, TrainingDiverged, train_expert
+    # Everything that needs neither torch nor keras is checked first: a bad option, a missing
+    # file or a protected run folder is refused before the heavy imports.
+    from plantkit.artifacts import artifact_lock
+    from plantkit.training import config as train_config
+    from plantkit.training.config import TrainConfig
 
     config = TrainConfig(
         data=None if data is None else str(data), val_from_train=val_from_train,
@@ -97,11 +101,20 @@ def train(
     if workers is not None:
         config.workers = workers
     given = _given_options(ctx)
-    try:
-        run_dir = train_expert(config, artifacts=settings.artifacts_root, quiet=quiet,
-                               given=given)
-    except TrainingDiverged as exc:
-        raise fail(str(exc), code=1) from None
+    artifacts = settings.artifacts_root
+    train_config.validate(config)
+    run_dir = train_config.run_dir_of(artifacts, config)
+    # The lock first, as train_expert takes it (again: it is re-entrant): a folder another
+    # process is writing is refused as busy (or waited for), as before.
+    with artifact_lock(run_dir):
+        train_config.check_run_dir(run_dir, config)
+        train_config.check_data_root(config)
+        from plantkit.training.fit import TrainingDiverged, train_expert
+
+        try:
+            run_dir = train_expert(config, artifacts=artifacts, quiet=quiet, given=given)
+        except TrainingDiverged as exc:
+            raise fail(str(exc), code=1) from None
     summary = _summary(run_dir)
     if as_json:
         print_json(summary)

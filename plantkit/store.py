@@ -33,12 +33,12 @@ from plantkit.artifacts import (
     kind_folder,
     replacing_file,
 )
+from plantkit.choices import LOGITS_DTYPES
 from plantkit.errors import PlantkitInputError
 from plantkit.labels import checked_labels
 
 STORE_FORMAT = "plantkit-predictions"
 SCHEMA_VERSION = 1
-LOGITS_DTYPES = ("float32", "float16")
 FEATURES_DTYPE = "float16"
 SPLIT_ORDER = ("train", "val", "test")
 # Attributes the store itself sets; callers' `attrs` may not use these names.

@@ -73,3 +73,25 @@ def test_help_shows_flags_without_a_value(path):
     code, out, _ = cli(*path, "--help")
     assert code == 0 and "Usage" in out
     assert "<bool>" not in out  # `--debug`, not `--debug <bool>`
+
+
+@pytest.mark.parametrize("path", sorted(_command_paths()), ids=lambda p: " ".join(p) or "plantkit")
+def test_help_examples_use_real_options(path):
+    """Every example line in a command's help parses (options exist, values fit)."""
+    import shlex
+
+    from plantkit.commands.main import cli_command
+
+    command = cli_command()
+    for name in path:
+        command = command.commands[name]
+    lines = [line.strip() for line in (command.epilog or "").splitlines()
+             if line.strip().startswith("plantkit ")]
+    if path and not getattr(command, "commands", None):
+        assert len(lines) >= 2, f"{' '.join(path)} --help shows no examples"
+    for line in lines:
+        words = shlex.split(line.split(" > ")[0])[1:]
+        start = next(i for i in range(len(words)) if tuple(words[i:i + len(path)]) == path)
+        leaf_args = words[start + len(path):]
+        context = command.make_context(path[-1], leaf_args, resilient_parsing=False)
+        assert not context.args, (line, context.args)

@@ -33,6 +33,7 @@ from torch.utils.data import (
 )
 from torch.utils.data import Dataset as TorchDataset
 
+from plantkit.choices import SAMPLERS
 from plantkit.data.decode import open_image
 from plantkit.data.layout import Dataset
 from plantkit.data.transforms import (
@@ -43,7 +44,6 @@ from plantkit.data.transforms import (
 )
 from plantkit.errors import PlantkitInputError
 
-SAMPLERS = ("none", "inverse")
 MAX_CORRUPT_FRACTION = 0.01
 MIN_SEEN_BEFORE_CHECK = 100  # below this, only the end of a pass is checked
 MID_PASS_P = 1e-6

@@ -17,12 +17,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD
 from plantkit.data.decode import decode_image
 from plantkit.data.layout import Dataset
 from plantkit.errors import PlantkitInputError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # +-2 sigma at the largest sigma (2.0), all of +-3 sigma up to 1.33. torchvision blurs
 # with a 2-D kernel: 13 (+-3 sigma at 2.0) would cost twice as much, for the 5 % of a

@@ -25,12 +25,10 @@ from plantkit.artifacts import (
     write_bytes,
     write_text,
 )
+from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD
 from plantkit.errors import PlantkitInputError
 from plantkit.models import checkpoints, registry
 from plantkit.models.flops import count_gflops, count_params
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 EXPERT_FORMAT = "plantkit-expert"
 EXPERT_FORMAT_VERSION = 1

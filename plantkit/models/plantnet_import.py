@@ -12,22 +12,18 @@ checkpoint was trained with, and `plantkit predict` uses it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 from plantkit.artifacts import EXPERT_FILE, artifact_lock, check_name, replacing_dir
+from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD, SOURCES
 from plantkit.errors import PlantkitInputError
-from plantkit.models import checkpoints
-from plantkit.models.expert import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Expert,
-    save_expert,
-)
-from plantkit.predict import check_runs_at
 
+# This module imports neither torch nor keras at its top (they come with the import itself):
+# `plantkit import plantnet` checks its options first.
 PLANTNET300K_CLASSES = 1081
 # The defaults of the authors' main.py (cli.py: --image_size 256, --crop_size 224).
 PLANTNET300K_INPUT_SIZE = 224
@@ -73,8 +69,6 @@ def import_preprocessing(
     `normalization` names a NORMALIZATIONS entry; `mean` and `std` (three numbers each, or a
     "R,G,B" string) give one explicitly, together and instead of `normalization`.
     """
-    from plantkit.data.transforms import TransformSpec
-
     if (mean is None) != (std is None):
         given, missing = ("--mean", "--std") if std is None else ("--std", "--mean")
         raise PlantkitInputError(f"{given} needs {missing} too: pass both, as R,G,B")
@@ -96,10 +90,30 @@ def import_preprocessing(
         mean, std = NORMALIZATIONS[normalization]
     resize = PLANTNET300K_RESIZE if resize is None else resize
     crop = PLANTNET300K_INPUT_SIZE if crop is None else crop
-    # TransformSpec holds the rules (positive sizes, crop <= resize, 3 finite values, std > 0).
-    spec = TransformSpec(resize=resize, crop=crop, mean=mean, std=std)
-    return ImportPreprocessing(int(spec.resize), int(spec.crop), spec.mean, spec.std,
-                               normalization)
+    # The rules and messages of plantkit.data.transforms.TransformSpec (positive sizes,
+    # crop <= resize, 3 finite values, std > 0), without its torch.
+    for option, value in (("resize", resize), ("crop", crop)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PlantkitInputError(f"--{option} must be a positive integer, got {value!r}")
+    if crop > resize:
+        raise PlantkitInputError(
+            f"--crop ({crop}) must not exceed --resize ({resize}): the crop is "
+            "taken from the image resized to that shorter side"
+        )
+    mean, std = _channel_triple("mean", mean), _channel_triple("std", std)
+    if min(std) <= 0:
+        raise PlantkitInputError(f"--std must be positive per channel, got {std}")
+    return ImportPreprocessing(int(resize), int(crop), mean, std, normalization)
+
+
+def _channel_triple(name: str, values: Sequence[float]) -> tuple[float, float, float]:
+    try:
+        triple = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        triple = ()
+    if len(triple) != 3 or not all(math.isfinite(v) for v in triple):
+        raise PlantkitInputError(f"--{name} must be three finite numbers (R, G, B), got {values!r}")
+    return triple  # type: ignore[return-value]
 
 
 def parse_triple(option: str, value: Sequence[float] | str) -> tuple[float, ...]:
@@ -116,6 +130,30 @@ def parse_triple(option: str, value: Sequence[float] | str) -> tuple[float, ...]
             f"{option} must be three numbers R,G,B separated by commas (0-1 scale), got {value!r}"
         )
     return numbers
+
+
+
+
+def check_checkpoint_path(ckpt_path: str | PathLike) -> None:
+    """Refuse a checkpoint path that is no file (plantkit.models.checkpoints' message)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise PlantkitInputError(f"checkpoint {path} does not exist")
+
+
+def check_import_options(ckpt_path: str | PathLike, arch: str, *, name: str | None = None,
+                         experts_dir: str | PathLike, num_classes: int = 1081,
+                         source: str | None = None, overwrite: bool = False) -> None:
+    """What import_plantnet_checkpoint refuses without torch: the checkpoint file, --source,
+    --num-classes, the expert name and a protected target folder. Whether timm or torchvision
+    knows `arch` is checked by the import itself (the registry needs them)."""
+    name = check_name(name or default_expert_name(arch), "expert name (--name)")
+    _check_free(Path(experts_dir) / name, overwrite)
+    check_checkpoint_path(ckpt_path)
+    if source is not None and source not in SOURCES:
+        raise PlantkitInputError(f"unknown source '{source}': use one of {', '.join(SOURCES)}")
+    if int(num_classes) < 1:
+        raise PlantkitInputError(f"number of classes must be at least 1, got {num_classes}")
 
 
 def default_expert_name(arch: str) -> str:
@@ -146,6 +184,12 @@ def import_plantnet_checkpoint(
     name = check_name(name or default_expert_name(arch), "expert name (--name)")
     target = Path(experts_dir) / name
     _check_free(target, overwrite)
+    check_checkpoint_path(ckpt_path)
+
+    from plantkit.models import checkpoints
+    from plantkit.models.expert import Expert, save_expert
+    from plantkit.predict import check_runs_at
+
     state, extras = checkpoints.read_checkpoint(ckpt_path)
     expert = Expert(arch, num_classes, source=source, input_size=prep.crop, mean=prep.mean,
                     std=prep.std)

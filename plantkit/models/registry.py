@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from plantkit.choices import SOURCES
 from plantkit.errors import PlantkitInputError
-
-SOURCES = ("timm", "torchvision")
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from plantkit.artifacts import write_text
+from plantkit.choices import SPLITS
 from plantkit.report.html_page import escape as _e
 from plantkit.report.html_page import figure_html, page_html
 
-SPLITS = ("train", "val", "test")
 SAMPLE_CLASSES = 8
 SAMPLES_PER_CLASS = 3
 THUMB_SIDE = 160

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-SPLITS = ("train", "val", "test")
+from plantkit.choices import SPLITS
+
 MAX_FLAGGED_ROWS = 10
 
 

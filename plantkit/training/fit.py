@@ -26,7 +26,6 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import plantkit  # noqa: F401  (sets the torch backend before keras is imported)
@@ -34,143 +33,31 @@ import plantkit  # noqa: F401  (sets the torch backend before keras is imported)
 import keras  # isort: skip
 
 from plantkit.artifacts import (
-    CHECKPOINT_STATE_FILE,
     CHECKPOINTS_DIR,
-    EPOCH_DIR_PREFIX,
     HISTORY_FILE,
     STORE_FILE,
     TRAIN_CONFIG_FILE,
     artifact_lock,
     artifacts_root,
-    check_name,
     discard,
-    expert_dir,
-    is_visible,
     read_json,
     write_text,
 )
-from plantkit.data.loading import SAMPLERS
 from plantkit.errors import PlantkitInputError
+from plantkit.training import config as _config
 from plantkit.training import resume
 
-DEFAULT_ARCH = "resnet18"
-LOSSES = ("ce", "weighted")
-
-
-@dataclass
-class TrainConfig:
-    """Every option of a training run; the defaults are the Pl@ntNet-300K authors' recipe."""
-
-    data: str | None = None  # dataset root; None: the embedded stand-in
-    # A dataset without val: carve this stratified fraction of train, drawn with val_seed
-    # (not --seed: experts of several seeds share one val split, so they can be combined).
-    val_from_train: float | None = None
-    val_seed: int = 0
-    arch: str | None = None  # None: resnet18, or the architecture of the --init-from expert
-    name: str | None = None  # None: the architecture
-    pretrained: bool = False  # timm/torchvision ImageNet weights from the local cache
-    weights: str | None = None  # a weights file to start from; another head is replaced
-    init_from: str | None = None  # a plantkit expert folder or a Pl@ntNet-300K checkpoint
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4  # coupled L2, as torch.optim.SGD
-    milestones: tuple[int, ...] = (20, 25)
-    gamma: float = 0.1
-    resize: int = 256
-    crop: int = 224
-    augment_below: int | None = None
-    sampler: str = "none"
-    loss: str = "ce"
-    amp: bool = False
-    seed: int = 0
-    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    features: bool = False  # store penultimate features with the final predictions
-    predict_dtype: str = "float32"
-    resume: bool = False
-    overwrite: bool = False
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        config = cls(**{k: v for k, v in values.items() if k in known})
-        config.milestones = tuple(config.milestones)
-        return config
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "milestones": list(self.milestones)}
-
-
-# Options that may differ between an interrupted run and its --resume: they change how the
-# run is executed or what is stored at the end, not what is learnt.
-RESUMABLE_CHANGES = frozenset(
-    {"data", "epochs", "workers", "features", "predict_dtype", "resume", "overwrite"}
+# The options and their torch-free checks live in plantkit.training.config (the CLI runs
+# them before importing keras); re-exported here, where callers have always found them.
+from plantkit.training.config import (  # noqa: F401
+    DEFAULT_ARCH,
+    DERIVED_WHEN_UNSET,
+    LOSSES,
+    RESUMABLE_CHANGES,
+    SAMPLERS,
+    TrainConfig,
+    validate,
 )
-# Options whose None means "work it out" (the run records the outcome).
-DERIVED_WHEN_UNSET = frozenset({"arch", "name"})
-
-
-def validate(config: TrainConfig) -> TrainConfig:
-    """Check ranges and choices up front, before any file is touched."""
-    def positive(name, value):
-        if value is None or value <= 0:
-            raise PlantkitInputError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-    for name in ("epochs", "batch_size", "lr", "resize", "crop"):
-        positive(name, getattr(config, name))
-    if config.val_from_train is not None and not 0.0 < config.val_from_train < 1.0:
-        raise PlantkitInputError(
-            f"--val-from-train must be a fraction between 0 and 1, got {config.val_from_train}"
-        )
-    if config.val_seed < 0:
-        raise PlantkitInputError(f"--val-seed must be >= 0, got {config.val_seed}")
-    if config.crop > config.resize:
-        raise PlantkitInputError(
-            f"--crop {config.crop} is larger than --resize {config.resize}: the crop is cut "
-            "out of the resized image"
-        )
-    if not 0.0 <= config.momentum < 1.0:
-        raise PlantkitInputError(f"--momentum must be in [0, 1), got {config.momentum}")
-    if config.nesterov and config.momentum == 0.0:
-        raise PlantkitInputError("Nesterov momentum needs --momentum > 0 (or --no-nesterov)")
-    if config.weight_decay < 0:
-        raise PlantkitInputError(f"--weight-decay must be >= 0, got {config.weight_decay}")
-    if not 0.0 < config.gamma <= 1.0:
-        raise PlantkitInputError(f"--gamma must be in (0, 1], got {config.gamma}")
-    if any(m < 1 for m in config.milestones):
-        raise PlantkitInputError(f"--milestones must be epochs >= 1, got {config.milestones}")
-    if config.augment_below is not None and config.augment_below < 1:
-        raise PlantkitInputError(f"--augment-below must be >= 1, got {config.augment_below}")
-    if config.sampler not in SAMPLERS:
-        raise PlantkitInputError(
-            f"--sampler {config.sampler!r} is unknown: use {' or '.join(SAMPLERS)}"
-        )
-    if config.loss not in LOSSES:
-        raise PlantkitInputError(f"--loss {config.loss!r} is unknown: use {' or '.join(LOSSES)}")
-    if config.workers < 0:
-        raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
-    if config.resume and config.overwrite:
-        raise PlantkitInputError("pass --resume or --overwrite, not both")
-    starts = [f"--{name.replace('_', '-')}" for name in ("pretrained", "weights", "init_from")
-              if getattr(config, name)]
-    if len(starts) > 1:
-        raise PlantkitInputError(
-            f"pass only one of {', '.join(starts)}: each sets the starting weights"
-        )
-    if config.predict_dtype not in ("float32", "float16"):
-        raise PlantkitInputError(
-            f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"
-        )
-    if config.weights is not None and not Path(config.weights).is_file():
-        raise PlantkitInputError(f"--weights {config.weights} is not a file")
-    if config.init_from is not None and not Path(config.init_from).exists():
-        raise PlantkitInputError(
-            f"--init-from {config.init_from} does not exist: give a plantkit expert folder "
-            "or a Pl@ntNet-300K checkpoint file"
-        )
-    return config
 
 
 class TrainingDiverged(RuntimeError):
@@ -250,36 +137,12 @@ def _discard_if_no_epoch(run_dir: Path) -> None:
             discard(run_dir)
 
 
-# What a fresh run writes before its first epoch is committed (see the module docstring).
-_ATTEMPT_ENTRIES = frozenset({TRAIN_CONFIG_FILE, HISTORY_FILE, CHECKPOINTS_DIR})
-
-
 def _holds_only_an_unfinished_attempt(run_dir: Path) -> bool:
-    """True when `run_dir` holds nothing but what a training killed before it finished an
-    epoch leaves: no expert (expert.json, weights, a store), no resume point, nothing else.
-    Hidden names (the write protocol's leftovers, locks) do not count."""
-    try:
-        visible = [p for p in run_dir.iterdir() if is_visible(p)]
-        if any(p.name not in _ATTEMPT_ENTRIES for p in visible):
-            return False
-        checkpoints = run_dir / CHECKPOINTS_DIR
-        if os.path.lexists(checkpoints):
-            if checkpoints.is_symlink() or not checkpoints.is_dir():
-                return False
-            if os.path.lexists(checkpoints / CHECKPOINT_STATE_FILE):
-                return False
-            return all(p.name.startswith(EPOCH_DIR_PREFIX) and p.is_dir()
-                       for p in checkpoints.iterdir() if is_visible(p))
-        return True
-    except OSError:
-        return False
+    return _config.holds_only_an_unfinished_attempt(run_dir)
 
 
 def _run_dir(artifacts: Path, config: TrainConfig) -> Path:
-    if config.name is not None:
-        return expert_dir(artifacts, check_name(config.name, "expert name (--name)"))
-    name = config.arch or _init_expert_arch(config) or DEFAULT_ARCH
-    return expert_dir(artifacts, check_name(name, "expert name (the architecture; pass --name)"))
+    return _config.run_dir_of(artifacts, config, init_arch=_init_expert_arch)
 
 
 def _init_expert_arch(config: TrainConfig) -> str | None:
@@ -292,29 +155,10 @@ def _init_expert_arch(config: TrainConfig) -> str | None:
 
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> Path | None:
     """The checkpoints folder to resume from, or None for a fresh run; refuses to clobber."""
-    checkpoints = run_dir / CHECKPOINTS_DIR
-    exists = run_dir.exists() and any(run_dir.iterdir())
-    if config.resume:
-        if not exists:
-            raise PlantkitInputError(
-                f"--resume: there is no run to resume at {run_dir}; check --name (default: the "
-                "architecture), or drop --resume to start training"
-            )
-        if resume.read_state(checkpoints) is None or not (run_dir / TRAIN_CONFIG_FILE).is_file():
-            again = ("drop --resume (or pass --overwrite) to train it again"
-                     if _holds_only_an_unfinished_attempt(run_dir)
-                     else "pass --overwrite to train it again")
-            raise PlantkitInputError(
-                f"--resume: {run_dir} holds no resumable training (no finished epoch in "
-                f"{CHECKPOINTS_DIR}/); {again}"
-            )
-        return checkpoints
-    if exists and not config.overwrite and not _holds_only_an_unfinished_attempt(run_dir):
-        raise PlantkitInputError(
-            f"{run_dir} already exists: pass --resume to continue its training, --overwrite "
-            "to replace it, or --name to train another expert"
-        )
-    return None
+    return _config.check_run_dir(
+        run_dir, config,
+        has_resume_point=lambda checkpoints: resume.read_state(checkpoints) is not None,
+    )
 
 
 def _resumed_config(run_dir: Path, requested: TrainConfig, given: set[str] | None) -> TrainConfig:
