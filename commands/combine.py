@@ -11,7 +11,7 @@ from plantkit.commands._cli import console, print_json, settings
 def combine(
     experts: str | None = typer.Option(
         None, "--experts", help="Comma-separated expert names (or store paths) "
-        "[default: every expert under ARTIFACTS/experts]."
+        "\\[default: every expert under ARTIFACTS/experts]."
     ),
     average: bool = typer.Option(False, "--average", help="Mean of the experts' probabilities."),
     weighted: bool = typer.Option(False, "--weighted", help="Per-expert weights (--weights)."),
@@ -47,7 +47,7 @@ def combine(
     ),
     router_input: str | None = typer.Option(
         None, "--router-input", help="features (the cheapest expert's stored features) or "
-        "confidences (every expert's) [default: features when stored]."
+        "confidences (every expert's) \\[default: features when stored]."
     ),
     top_k: int | None = typer.Option(
         None, "--top-k", help="Router: keep the K largest weights per image (K experts run)."
@@ -72,7 +72,7 @@ def combine(
     ),
     name: str | None = typer.Option(
         None, "--name", help="Prefix of the combination names (PREFIX-average ...) "
-        "[default: the method names]."
+        "\\[default: the method names]."
     ),
     k: str = typer.Option(
         "1,3,5,10", "--k", help="The k of top-k and average-k of every result, comma-separated "

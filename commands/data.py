@@ -26,7 +26,7 @@ DEFAULT_SYNTH_NAME = "plantnet-synth"
 ))
 def synth(
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Target folder [default: ARTIFACTS/data/<profile>-synth]."
+        None, "--out", "-o", help="Target folder \\[default: ARTIFACTS/data/<profile>-synth]."
     ),
     profile: str = typer.Option(
         "plantnet300k", "--profile", help="Class counts: plantnet300k, uniform or zipf."

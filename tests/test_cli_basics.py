@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -70,9 +71,21 @@ def _command_paths():
 def test_help_shows_flags_without_a_value(path):
     from cli_helpers import cli
 
+    from plantkit.commands.main import cli_command
+
     code, out, _ = cli(*path, "--help")
     assert code == 0 and "Usage" in out
     assert "<bool>" not in out  # `--debug`, not `--debug <bool>`
+    # A "[default: ...]" written in a help text is shown, not eaten as rich markup.
+    command = cli_command()
+    for name in path:
+        command = command.commands[name]
+    shown = " ".join(out.replace("│", " ").split())
+    for param in command.params:
+        written = re.search(r"\[default: ([^\]]+)\]", getattr(param, "help", None) or "")
+        if written:
+            words = " ".join(written.group(1).split()[:3])
+            assert f"[default: {words}" in shown, (param.name, words)
 
 
 @pytest.mark.parametrize("path", sorted(_command_paths()), ids=lambda p: " ".join(p) or "plantkit")
