@@ -9,3 +9,14 @@ LOGITS_DTYPES = ("float32", "float16")  # how a prediction store may keep logits
 # released Pl@ntNet-300K models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Image-loading and evaluating processes when --workers is not given: one per core, at most
+# this many (more rarely helps on the small images of a stand-in, and costs memory).
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """The --workers of every command that leaves it unset."""
+    import os
+
+    return min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)

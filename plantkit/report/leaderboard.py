@@ -27,6 +27,7 @@ from plantkit.artifacts import (
     is_visible,
     read_history_rows,
 )
+from plantkit.choices import default_workers
 from plantkit.errors import PlantkitInputError
 from plantkit.metrics import to_plain
 from plantkit.store import SPLIT_ORDER, check_compatible, open_store
@@ -37,7 +38,6 @@ REPORT_VERSION = 1
 DEFAULT_SKIPPED_SPLITS = ("train",)
 AVERAGE_K = 3  # the leaderboard's average-k column
 ACCURACY_BIN_WIDTH = 0.01  # the reference study's 1 % accuracy bins
-MAX_WORKERS = 4  # evaluation processes by default; each holds a few chunks (~200 MB)
 
 # Leaderboard columns: key, header, which way is better ("max"/"min"), how to show it.
 COLUMNS = (
@@ -116,7 +116,7 @@ def build_report(
     `splits` None: every split any store holds except train. `ks`: the k of top-k and (when
     `avg_ks` is None) of average-k (`plantkit report --k`). `data_root` (a dataset folder)
     supplies species names and, for stores without them, train counts. `workers`
-    processes evaluate the stores (None: one per core, at most MAX_WORKERS; 1: in this
+    processes evaluate the stores (None: plantkit.choices.default_workers(); 1: in this
     process). `advance(n)` is called as rows are read (progress; total: `rows_to_read`).
     `before_evaluation(outline)` sees the report's splits, classes and models (no numbers
     yet) before the slow part, to refuse bad options early (see `check_per_class`).
@@ -259,7 +259,7 @@ def _evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
                   workers: int | None, advance: Callable[[int], None] | None) -> list[dict]:
     """Every store's model entry, in the stores' order."""
     if workers is None:
-        workers = min(MAX_WORKERS, os.cpu_count() or 1)
+        workers = default_workers()  # each process holds a few chunks (~200 MB)
     workers = max(1, min(workers, len(stores)))
     if workers == 1:
         return [_evaluate_model(s, chosen, train_counts, evaluation, advance) for s in stores]

@@ -25,7 +25,7 @@ from plantkit.artifacts import (
     is_visible,
     read_json,
 )
-from plantkit.choices import LOGITS_DTYPES, SAMPLERS
+from plantkit.choices import LOGITS_DTYPES, SAMPLERS, default_workers
 from plantkit.errors import PlantkitInputError
 
 DEFAULT_ARCH = "resnet18"
@@ -61,7 +61,7 @@ class TrainConfig:
     loss: str = "ce"
     amp: bool = False
     seed: int = 0
-    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    workers: int = field(default_factory=default_workers)
     features: bool = False  # store penultimate features with the final predictions
     predict_dtype: str = "float32"
     resume: bool = False
