@@ -37,9 +37,11 @@ _RANK_BLOCK_ROWS = 4096
 
 
 def true_class_rank(scores, labels) -> np.ndarray:
-    """The tie rule: per row, the number of *other* classes scoring at least as high as the
-    true class (int32). 0 is a top-1 hit, rank < k a top-k hit; a true class tied with
-    others counts all of them above it, so a tie is never counted in the model's favour.
+    """The tie rule: per row, the number of *other* classes not scoring below the true class
+    (int32). 0 is a top-1 hit, rank < k a top-k hit; a true class tied with others counts all
+    of them above it, so a tie is never counted in the model's favour. "Not below" rather
+    than ">=" so that NaN counts against the model too: a NaN true score is below nothing
+    (rank C - 1, a miss), and a NaN elsewhere is above the true class.
 
     `scores`: rows x classes logits, log-probabilities or probabilities (any monotone
     transform of one row gives the same ranks, as long as it creates no new ties); compared
@@ -54,7 +56,7 @@ def true_class_rank(scores, labels) -> np.ndarray:
         block = scores[first:first + _RANK_BLOCK_ROWS]
         y = labels[first:first + _RANK_BLOCK_ROWS]
         true_score = block[np.arange(len(y)), y]
-        rank[first:first + len(y)] = np.count_nonzero(block >= true_score[:, None], axis=1) - 1
+        rank[first:first + len(y)] = np.count_nonzero(~(block < true_score[:, None]), axis=1) - 1
     return rank
 
 
