@@ -34,8 +34,8 @@ def lint(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Generate the stand-in dataset and print its analysis (the README's first command)."""
     _install(session)
-    session.run("plantkit", "data", "synth", "--force", *session.posargs)
-    session.run("plantkit", "data", "inspect", "artifacts/data/plantnet300k-synth")
+    session.run("plantkit", "data", "synth", "--overwrite", *session.posargs)
+    session.run("plantkit", "data", "inspect", "--data", "artifacts/data/plantnet300k-synth")
 
 
 @nox.session

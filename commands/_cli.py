@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,64 @@ class Settings:
 settings = Settings()
 
 
+class Panel:
+    """The help panels options are grouped into, the same names in every command."""
+
+    DATA = "Data"
+    MODEL = "Model"
+    RECIPE = "Recipe"
+    RARE = "Rare species"
+    EXPERTS = "Experts"
+    METHODS = "Methods"
+    METHOD_OPTIONS = "Method options"
+    CASCADE = "Cascade"
+    ROUTER = "Router"
+    INPUTS = "Inputs"
+    SPECIES = "Per species"
+    METRICS = "Metrics"
+    OUTPUT = "Output"
+    HARDWARE = "Hardware"
+
+
+def choice(name: str, values: Sequence[str]) -> type[enum.Enum]:
+    """An Enum of `values` for an option's type, so help lists them and click refuses others.
+
+    The values themselves live in plantkit.choices (or their module) and the library takes
+    plain strings: a command passes `option.value` on.
+    """
+    return enum.Enum(name, [(value, value) for value in values], type=str)
+
+
+def value_of(option: enum.Enum | None) -> str | None:
+    """The plain string of a choice option (None stays None)."""
+    return None if option is None else option.value
+
+
+# Options renamed so that one concept has one name in every command (CHANGELOG.md): a usage
+# error naming the old one says the new one.
+RENAMED_OPTIONS = {
+    "plantkit train": {"--name": "--expert"},
+    "plantkit import plantnet": {"--name": "--expert"},
+    "plantkit combine": {"--name": "--prefix", "--weights": "--weight-by"},
+    "plantkit data synth": {"--force": "--overwrite"},
+    "plantkit data inspect": {"--seed": "--val-seed"},
+    "plantkit demo": {"--fresh": "--overwrite"},
+}
+# Positional arguments that became options.
+RENAMED_ARGUMENTS = {"plantkit data inspect": "the dataset root is given as --data ROOT"}
+
+
+def renamed_message(command: str, exc: Exception) -> str | None:
+    """The message of a usage error caused by a name of an earlier version (None: another)."""
+    old = getattr(exc, "option_name", None)
+    new = RENAMED_OPTIONS.get(command, {}).get(old)
+    if new is not None:
+        return f"No such option: {old}; it was renamed {new} (CHANGELOG.md)"
+    if command in RENAMED_ARGUMENTS and "unexpected extra argument" in str(exc):
+        return f"{exc.format_message()}; {RENAMED_ARGUMENTS[command]} (CHANGELOG.md)"
+    return None
+
+
 def examples(*lines: str) -> str:
     """A help epilog: real command lines, one per paragraph (rich folds single newlines).
     tests/test_cli_basics.py parses every one."""
@@ -73,4 +133,14 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-__all__ = ["PlantkitInputError", "console", "err_console", "fail", "print_json", "settings"]
+__all__ = [
+    "Panel",
+    "PlantkitInputError",
+    "choice",
+    "console",
+    "err_console",
+    "fail",
+    "print_json",
+    "settings",
+    "value_of",
+]

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from plantkit.artifacts import data_dir
-from plantkit.commands._cli import console, err_console, examples, print_json, settings
+from plantkit.choices import PROFILES
+from plantkit.commands._cli import (
+    Panel,
+    choice,
+    console,
+    err_console,
+    examples,
+    print_json,
+    settings,
+    value_of,
+)
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
@@ -17,39 +28,88 @@ app = typer.Typer(
 )
 
 DEFAULT_SYNTH_NAME = "plantnet-synth"
+Profile = choice("Profile", PROFILES)
 
 
-@app.command(epilog=examples(
-    "plantkit data synth",
-    "plantkit data synth --profile plantnet300k --scale 0.01 --out artifacts/data/pn1pct",
-    "plantkit data synth --profile zipf --classes 200 --alpha 1.2 --image-size 96",
-))
+@app.command(
+    epilog=examples(
+        "plantkit data synth",
+        "plantkit data synth --profile plantnet300k --scale 0.01 --out artifacts/data/pn1pct",
+        "plantkit data synth --profile zipf --classes 200 --alpha 1.2 --image-size 96",
+    )
+)
 def synth(
-    out: Path | None = typer.Option(
-        None, "--out", "-o", help="Target folder \\[default: ARTIFACTS/data/<profile>-synth]."
-    ),
-    profile: str = typer.Option(
-        "plantnet300k", "--profile", help="Class counts: plantnet300k, uniform or zipf."
-    ),
-    scale: float = typer.Option(
-        0.01, "--scale", help="Multiply every class's image count by this (min 2/1/1 per split)."
-    ),
-    classes: int | None = typer.Option(
-        None,
-        "--classes",
-        help="Number of species; for plantnet300k, K species spread over the frequency range.",
-    ),
-    alpha: float = typer.Option(1.0, "--alpha", help="Exponent of the zipf profile."),
-    image_size: int = typer.Option(64, "--image-size", help="Side of the square images, pixels."),
-    seed: int = typer.Option(0, "--seed", help="Same seed, byte-identical files."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty target folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Target folder \\[default: ARTIFACTS/data/<profile>-synth].",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = None,
+    profile: Annotated[
+        Profile,
+        typer.Option(
+            "--profile",
+            help="Class counts: Pl@ntNet-300K's real ones (scaled), uniform or zipf.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = Profile.plantnet300k,
+    scale: Annotated[
+        float,
+        typer.Option(
+            "--scale",
+            help="Multiply every class's image count by this (min 2/1/1 per split).",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = 0.01,
+    classes: Annotated[
+        int | None,
+        typer.Option(
+            "--classes",
+            help="Number of species; for plantnet300k, K species spread over the frequency range.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    alpha: Annotated[
+        float,
+        typer.Option("--alpha", help="Exponent of the zipf profile.", rich_help_panel=Panel.DATA),
+    ] = 1.0,
+    image_size: Annotated[
+        int,
+        typer.Option(
+            "--image-size", help="Side of the square images, pixels.", rich_help_panel=Panel.DATA
+        ),
+    ] = 64,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Same seed, byte-identical files.", rich_help_panel=Panel.DATA),
+    ] = 0,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a dataset plantkit generated there before.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print what was written as JSON.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = False,
 ) -> None:
     """Draw a synthetic long-tailed plant dataset in the Pl@ntNet-300K v1.1 layout."""
     from plantkit.data.profiles import make_profile
     from plantkit.data.synth import generate_dataset
     from plantkit.progress import progress_bar
 
+    profile = value_of(profile)
     if not math.isfinite(scale):
         raise PlantkitInputError(f"--scale must be a positive number, got {scale}")
     if profile == "zipf" and not (math.isfinite(alpha) and alpha > 0):
@@ -59,9 +119,11 @@ def synth(
     n_images = int(counts[["train", "val", "test"]].to_numpy().sum())
     with progress_bar("drawing images", total=n_images, disable=quiet) as advance:
         root = generate_dataset(
-            target, counts, image_size=image_size, seed=seed, force=force, on_image=advance
+            target, counts, image_size=image_size, seed=seed, overwrite=overwrite, on_image=advance
         )
-    if not quiet:
+    if as_json:
+        print_json({"root": str(root), "images": n_images, "species": len(counts)})
+    elif not quiet:
         err_console.print(
             f"wrote {n_images:,} images of {len(counts):,} species to {root}", highlight=False
         )
@@ -90,32 +152,66 @@ def _rare_augmentation_preview(seed: int):
     return lambda image: augment_preview(image, next(draws))
 
 
-@app.command(epilog=examples(
-    "plantkit data inspect --profile plantnet300k",
-    "plantkit data inspect /data/plantnet_300K --html artifacts/reports/eda.html --verify",
-    "plantkit data inspect /data/my_images --val-from-train 0.1 --seed 0",
-))
+@app.command(
+    epilog=examples(
+        "plantkit data inspect --profile plantnet300k",
+        "plantkit data inspect --data /data/plantnet_300K --html eda.html --verify",
+        "plantkit data inspect --data /data/my_images --val-from-train 0.1 --val-seed 0",
+    )
+)
 def inspect(
-    root: Path | None = typer.Argument(
-        None,
-        help="Dataset root (Pl@ntNet-300K layout or {train,val,test}/<class>/ folders) "
-        "(default: the embedded stand-in, generated on first use).",
-    ),
-    profile: str | None = typer.Option(
-        None, "--profile", help="Analyse a class-count profile instead of a folder (plantnet300k)."
-    ),
-    val_from_train: float | None = typer.Option(
-        None,
-        "--val-from-train",
-        help="If the dataset has no val split, carve this stratified fraction out of train.",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of --val-from-train."),
-    verify: bool = typer.Option(
-        False, "--verify", help="Decode every image and list the corrupt ones."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
-    html: Path | None = typer.Option(None, "--html", help="Write an interactive HTML report."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset root (Pl@ntNet-300K layout or {train,val,test}/<class>/ folders) "
+            "\\[default: the embedded stand-in, made on first use].",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    profile: Annotated[
+        Profile | None,
+        typer.Option(
+            "--profile",
+            help="Analyse a class-count profile instead of a dataset.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    val_from_train: Annotated[
+        float | None,
+        typer.Option(
+            "--val-from-train",
+            help="If the dataset has no val split, carve this stratified fraction out of train.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    val_seed: Annotated[
+        int,
+        typer.Option(
+            "--val-seed", help="Seed of --val-from-train's draw.", rich_help_panel=Panel.DATA
+        ),
+    ] = 0,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Decode every image and list the corrupt ones.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the numbers as JSON.", rich_help_panel=Panel.OUTPUT),
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Write an interactive HTML report.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
 ) -> None:
     """Analyse a dataset: splits, long tail, class buckets (the reference study's EDA)."""
     from plantkit.artifacts import check_output_file
@@ -123,7 +219,8 @@ def inspect(
     from plantkit.report.eda_tables import print_summary
 
     if root is not None and profile is not None:
-        raise PlantkitInputError("give a dataset ROOT or --profile NAME, not both")
+        raise PlantkitInputError("give --data ROOT or --profile NAME, not both")
+    profile = value_of(profile)
     if html is not None:
         check_output_file(html, "--html")
     if root is None and profile is None:
@@ -137,13 +234,13 @@ def inspect(
     else:
         from plantkit.data.layout import open_dataset
 
-        dataset = open_dataset(root, val_from_train=val_from_train, seed=seed)
+        dataset = open_dataset(root, val_from_train=val_from_train, seed=val_seed)
         counts = dataset.counts()
         source = str(dataset.root)
     summary = summarize(counts, source=source, dataset=dataset)
     if verify:
         if dataset is None:
-            raise PlantkitInputError("--verify needs a dataset ROOT, not a --profile")
+            raise PlantkitInputError("--verify needs --data ROOT, not a --profile")
         from plantkit.data.verify import verify_images
         from plantkit.progress import progress_bar
 
@@ -153,7 +250,7 @@ def inspect(
     if html is not None:
         from plantkit.report.eda_html import write_eda_html
 
-        write_eda_html(html, summary, dataset=dataset, augment=_rare_augmentation_preview(seed))
+        write_eda_html(html, summary, dataset=dataset, augment=_rare_augmentation_preview(seed=0))
     if as_json:
         print_json(summary)
     else:

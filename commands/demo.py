@@ -3,37 +3,75 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from plantkit.commands._cli import console, err_console, print_json, settings
+from plantkit.commands._cli import Panel, console, err_console, print_json, settings
 
 
 def demo(
-    out: Path | None = typer.Option(
-        None, "--out", help="Output folder (default: ARTIFACTS/demo, or ARTIFACTS/demo-quick)."
-    ),
-    quick: bool = typer.Option(
-        False, "--quick", help="A smaller variant (12 species, 32 px, 2 epochs) for tests and CI."
-    ),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete earlier demo output and start over."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables or progress bars."),
-    as_json: bool = typer.Option(False, "--json", help="Print stage times and verdicts as JSON."),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder \\[default: ARTIFACTS/demo, or ARTIFACTS/demo-quick].",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="A smaller variant (12 species, 32 px, 2 epochs) for tests and CI.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Delete earlier demo output and start over.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No tables or progress bars.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print stage times and verdicts as JSON.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = False,
 ) -> None:
-    """Generate data, analyse it, train five experts, combine and report them; re-run continues."""
+    """The whole workflow on the stand-in: data, EDA, five experts, combinations, report.
+
+    Run it again and it continues where it stopped.
+    """
     from plantkit.demo import run_demo
 
     target = out or settings.artifacts_root / ("demo-quick" if quick else "demo")
 
     def on_stage(stage: str, status: str) -> None:
         if not quiet:
-            err_console.print(Text.assemble((f"== {stage}", "bold"), f": {status}"),
-                              highlight=False)
+            err_console.print(
+                Text.assemble((f"== {stage}", "bold"), f": {status}"), highlight=False
+            )
 
-    result = run_demo(target, quick=quick, fresh=fresh, quiet=quiet or as_json,
-                      console=console, on_stage=on_stage)
+    result = run_demo(
+        target,
+        quick=quick,
+        overwrite=overwrite,
+        quiet=quiet or as_json,
+        console=console,
+        on_stage=on_stage,
+    )
     if as_json:
         print_json({**result, "out": str(target)})
         return
@@ -47,5 +85,8 @@ def demo(
     console.print(table)
     for line in result["verdicts"]:
         console.print(line, highlight=False)
-    console.print(f"artifacts in {target}; HTML: {target / 'reports' / 'report.html'} and "
-                  f"{target / 'reports' / 'eda.html'}", highlight=False)
+    console.print(
+        f"artifacts in {target}; HTML: {target / 'reports' / 'report.html'} and "
+        f"{target / 'reports' / 'eda.html'}",
+        highlight=False,
+    )

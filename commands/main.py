@@ -8,12 +8,13 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from plantkit import __version__
 from plantkit.commands import combine, data, demo, imports, predict, report, train
-from plantkit.commands._cli import err_console, error_line, examples, settings
+from plantkit.commands._cli import err_console, error_line, examples, renamed_message, settings
 from plantkit.errors import PlantkitInputError
 
 app = typer.Typer(
@@ -27,29 +28,46 @@ app = typer.Typer(
 
 app.add_typer(data.app, name="data")
 app.add_typer(imports.app, name="import")
-app.command("train", epilog=examples(
-    "plantkit train --data /data/plantnet_300K --arch resnet18 --pretrained --amp --workers 8",
-    "plantkit train --arch test_resnet --epochs 4 --augment-below 20 --name small-aug",
-    "plantkit train --resume --name small-aug",
-))(train.train)
-app.command("predict", epilog=examples(
-    "plantkit predict --expert resnet18 --split val --split test --features",
-    "plantkit predict --expert imported --data /data/plantnet_300K --split test --resize 72 "
-    "--crop 64",
-))(predict.predict)
-app.command("report", epilog=examples(
-    "plantkit report",
-    "plantkit report --split test --per-class --worst 20 --html artifacts/reports/report.html",
-    "plantkit report --json --k 1,5 > report.json",
-))(report.report)
-app.command("combine", epilog=examples(
-    "plantkit combine --average --weighted --greedy",
-    "plantkit combine --cascade --within 0.005 --router --top-k 1",
-    "plantkit combine --logit-adjust auto --target macro --experts resnet18,mobilenet",
-))(combine.combine)
-app.command("demo", epilog=examples(
-    "plantkit demo", "plantkit demo --quick --out /tmp/demo", "plantkit demo --fresh",
-))(demo.demo)
+app.command(
+    "train",
+    epilog=examples(
+        "plantkit train --data /data/plantnet_300K --arch resnet18 --pretrained --amp --workers 8",
+        "plantkit train --arch test_resnet --epochs 4 --augment-below 20 --expert small-aug",
+        "plantkit train --resume --expert small-aug",
+    ),
+)(train.train)
+app.command(
+    "predict",
+    epilog=examples(
+        "plantkit predict --expert resnet18 --split val --split test --features",
+        "plantkit predict --expert imported --data /data/plantnet_300K --split test --resize 72 "
+        "--crop 64",
+    ),
+)(predict.predict)
+app.command(
+    "report",
+    epilog=examples(
+        "plantkit report",
+        "plantkit report --split test --per-class --worst 20 --html artifacts/reports/report.html",
+        "plantkit report --json --k 1,5 > report.json",
+    ),
+)(report.report)
+app.command(
+    "combine",
+    epilog=examples(
+        "plantkit combine --average --weighted --greedy",
+        "plantkit combine --cascade --within 0.005 --router --top-k 1",
+        "plantkit combine --logit-adjust auto --target macro --experts resnet18,mobilenet",
+    ),
+)(combine.combine)
+app.command(
+    "demo",
+    epilog=examples(
+        "plantkit demo",
+        "plantkit demo --quick --out /tmp/demo",
+        "plantkit demo --overwrite",
+    ),
+)(demo.demo)
 
 
 def _version(value: bool) -> None:
@@ -60,21 +78,32 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    artifacts: Path | None = typer.Option(
-        None,
-        "--artifacts",
-        envvar="PLANTKIT_ARTIFACTS",
-        help="Output root for datasets, experts, combinations and reports (default: ./artifacts).",
-    ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
-    wait: bool = typer.Option(
-        False, "--wait",
-        help="When another plantkit process is writing the same expert, combination, dataset "
-             "or report, wait for it instead of refusing at once.",
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts",
+            envvar="PLANTKIT_ARTIFACTS",
+            help="Output root for datasets, experts, combinations and reports "
+            "\\[default: ./artifacts].",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="When another plantkit process is writing the same expert, combination, dataset "
+            "or report, wait for it instead of refusing at once.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Train, evaluate and combine image classifiers on long-tailed plant data."""
     from plantkit.artifacts import set_wait
@@ -191,9 +220,15 @@ def _run_app() -> int:
             if hasattr(exc, "format_message") and type(exc).__name__ != "NoArgsIsHelpError":
                 # One line, like every other refusal; --help has the usage.
                 command = getattr(getattr(exc, "ctx", None), "command_path", "plantkit")
+                # Typer 0.29 words a bad choice "Invalid value for '--x': Value error, ...".
+                message = renamed_message(command, exc) or exc.format_message().replace(
+                    ": Value error, ", ": "
+                )
                 err_console.print(
-                    error_line(f"{exc.format_message()} (see `{command} --help`)"),
-                    highlight=False, soft_wrap=True)
+                    error_line(f"{message} (see `{command} --help`)"),
+                    highlight=False,
+                    soft_wrap=True,
+                )
             else:
                 exc.show()
             return exc.exit_code

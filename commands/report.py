@@ -3,65 +3,152 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from plantkit.commands._cli import console, err_console, print_json, settings
+from plantkit.choices import SPLITS
+from plantkit.commands._cli import (
+    Panel,
+    choice,
+    console,
+    err_console,
+    print_json,
+    settings,
+    value_of,
+)
+
+Split = choice("Split", SPLITS)
 
 
 def report(
-    paths: list[Path] | None = typer.Argument(
-        None, help="Store files, expert/combination folders or artifacts roots "
-        "(default: every store under ARTIFACTS/experts and ARTIFACTS/combos)."
-    ),
-    split: list[str] | None = typer.Option(
-        None, "--split", help="Split to report; repeat for several (default: every split the "
-        "stores hold except train)."
-    ),
-    per_class: bool = typer.Option(
-        False, "--per-class", help="Add the per-species table of the last split reported "
-        "(test unless --split says otherwise), sorted by train images."
-    ),
-    expert: str | None = typer.Option(
-        None, "--expert", help="Expert or combination of the per-species table and its "
-        "--worst/--best (default: the best by top-1)."
-    ),
-    species: list[str] | None = typer.Option(
-        None, "--species", help="Only this species (class id or name) in the per-species "
-        "table; repeat for several. Implies --per-class."
-    ),
-    worst: int | None = typer.Option(
-        None, "--worst", min=1, help="Only the N species of lowest accuracy. Implies --per-class."
-    ),
-    best: int | None = typer.Option(
-        None, "--best", min=1, help="Only the N species of highest accuracy. Implies --per-class."
-    ),
-    all_epochs: bool = typer.Option(
-        False, "--all-epochs", help="Show every epoch of the training histories, not the last 10."
-    ),
-    k: str = typer.Option(
-        "1,3,5,10", "--k", help="The k of top-k and average-k, comma-separated (the dataset "
-        "authors' recipe: 1,3,5,10)."
-    ),
-    bootstrap: int = typer.Option(
-        0, "--bootstrap", min=0, help="Bootstrap resamples for 95 % intervals of top-1 and "
-        "macro top-1 (0: none)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset root: species names, and train counts for stores "
-        "without them."
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print every number as one JSON document on stdout."
-    ),
-    html: Path | None = typer.Option(
-        None, "--html", help="Also write one self-contained interactive HTML page here."
-    ),
-    workers: int = typer.Option(
-        0, "--workers", min=0, help="Processes evaluating stores (0: one per core, at most 4)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Store files, expert/combination folders or artifacts roots "
+            "(default: every store under ARTIFACTS/experts and ARTIFACTS/combos).",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ] = None,
+    split: Annotated[
+        list[Split] | None,
+        typer.Option(
+            "--split",
+            help="Split to report; repeat for several (default: every split the "
+            "stores hold except train).",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ] = None,
+    per_class: Annotated[
+        bool,
+        typer.Option(
+            "--per-class",
+            help="Add the per-species table of the last split reported "
+            "(test unless --split says otherwise), sorted by train images.",
+            rich_help_panel=Panel.SPECIES,
+        ),
+    ] = False,
+    expert: Annotated[
+        str | None,
+        typer.Option(
+            "--expert",
+            help="Expert or combination of the per-species table and its "
+            "--worst/--best (default: the best by top-1).",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ] = None,
+    species: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--species",
+            help="Only this species (class id or name) in the per-species "
+            "table; repeat for several. Implies --per-class.",
+            rich_help_panel=Panel.SPECIES,
+        ),
+    ] = None,
+    worst: Annotated[
+        int | None,
+        typer.Option(
+            "--worst",
+            min=1,
+            help="Only the N species of lowest accuracy. Implies --per-class.",
+            rich_help_panel=Panel.SPECIES,
+        ),
+    ] = None,
+    best: Annotated[
+        int | None,
+        typer.Option(
+            "--best",
+            min=1,
+            help="Only the N species of highest accuracy. Implies --per-class.",
+            rich_help_panel=Panel.SPECIES,
+        ),
+    ] = None,
+    all_epochs: Annotated[
+        bool,
+        typer.Option(
+            "--all-epochs",
+            help="Show every epoch of the training histories, not the last 10.",
+            rich_help_panel=Panel.METRICS,
+        ),
+    ] = False,
+    k: Annotated[
+        str,
+        typer.Option(
+            "--k",
+            help="The k of top-k and average-k, comma-separated (the dataset "
+            "authors' recipe: 1,3,5,10).",
+            rich_help_panel=Panel.METRICS,
+        ),
+    ] = "1,3,5,10",
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap",
+            min=0,
+            help="Bootstrap resamples for 95 % intervals of top-1 and macro top-1 (0: none).",
+            rich_help_panel=Panel.METRICS,
+        ),
+    ] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the bootstrap.", rich_help_panel=Panel.METRICS)
+    ] = 0,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset root: species names, and train counts for stores without them.",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print every number as one JSON document on stdout.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write one self-contained interactive HTML page here.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes evaluating stores (1: this one) \\[default: one per core, at most 4].",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
 ) -> None:
     """Evaluate every expert and combination store: leaderboard, buckets, history, per species."""
     from plantkit.artifacts import check_output_file
@@ -77,6 +164,7 @@ def report(
     from plantkit.report.tables import HISTORY_ROWS, print_report
 
     ks = parse_ks(k)
+    split = None if split is None else [value_of(s) for s in split]
     if html is not None:
         check_output_file(html, "--html")
     store_paths = collect_store_paths(paths or [], settings.artifacts_root)
@@ -84,15 +172,28 @@ def report(
     total = 0 if quiet else rows_to_read(store_paths, split, avg_ks=ks)
     with progress_bar("evaluating stores", total=total, disable=quiet, unit="row") as advance:
         result = build_report(
-            store_paths, splits=split, ks=ks, bootstrap=bootstrap, seed=seed, data_root=data,
-            workers=workers or None, advance=advance,
+            store_paths,
+            splits=split,
+            ks=ks,
+            bootstrap=bootstrap,
+            seed=seed,
+            data_root=data,
+            workers=workers,
+            advance=advance,
             before_evaluation=lambda outline: check_per_class(
-                outline, expert=expert, species=species or ()),
+                outline, expert=expert, species=species or ()
+            ),
         )
     rows = None
     if wants_per_class:
-        rows = per_class_table(result, list(result["splits"])[-1], expert=expert,
-                               species=species or (), worst=worst, best=best)
+        rows = per_class_table(
+            result,
+            list(result["splits"])[-1],
+            expert=expert,
+            species=species or (),
+            worst=worst,
+            best=best,
+        )
     if html is not None:
         from plantkit.report.html import write_report_html
 
@@ -102,7 +203,6 @@ def report(
         if html is not None and not quiet:
             err_console.print(f"HTML report: {html}", highlight=False)
         return
-    print_report(result, console, per_class=rows,
-                 history_rows=None if all_epochs else HISTORY_ROWS)
+    print_report(result, console, per_class=rows, history_rows=None if all_epochs else HISTORY_ROWS)
     if html is not None:
         console.print(f"HTML report: {html}", highlight=False)

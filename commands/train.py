@@ -3,84 +3,233 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from plantkit.commands._cli import console, fail, print_json, settings
+from plantkit.choices import LOGITS_DTYPES, LOSSES, SAMPLERS
+from plantkit.commands._cli import Panel, choice, console, fail, print_json, settings, value_of
 from plantkit.errors import PlantkitInputError
+
+Sampler = choice("Sampler", SAMPLERS)
+Loss = choice("Loss", LOSSES)
+Dtype = choice("Dtype", LOGITS_DTYPES)
 
 
 def train(
     ctx: typer.Context,
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset root \\[default: the embedded stand-in, made on first use]."
-    ),
-    val_from_train: float | None = typer.Option(
-        None, "--val-from-train", help="The dataset has no val split: carve this stratified "
-        "fraction of train into one (recorded; --resume and predict use the same)."
-    ),
-    val_seed: int = typer.Option(
-        0, "--val-seed", help="Seed of --val-from-train's draw (apart from --seed, so experts "
-        "of several seeds share one val split and can be combined)."
-    ),
-    arch: str | None = typer.Option(
-        None, "--arch", help="Architecture: any timm name or a Pl@ntNet-300K one \\[default: "
-        "resnet18, or the --init-from expert's]."
-    ),
-    name: str | None = typer.Option(
-        None, "--name", help="Expert name, its folder under ARTIFACTS/experts \\[default: arch]."
-    ),
-    pretrained: bool = typer.Option(
-        False, "--pretrained", help="Start from ImageNet weights in the local timm/torch cache."
-    ),
-    weights: Path | None = typer.Option(
-        None, "--weights", help="Start from a weights file (state_dict or checkpoint, e.g. "
-        "ImageNet's); a classifier for another number of classes is replaced."
-    ),
-    init_from: Path | None = typer.Option(
-        None, "--init-from", help="Continue training a plantkit expert folder or a released "
-        "Pl@ntNet-300K checkpoint (same classes)."
-    ),
-    epochs: int = typer.Option(30, "--epochs", help="Epochs to train."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per batch."),
-    lr: float = typer.Option(0.01, "--lr", help="Initial learning rate."),
-    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
-    nesterov: bool = typer.Option(True, "--nesterov/--no-nesterov", help="Nesterov momentum."),
-    weight_decay: float = typer.Option(
-        1e-4, "--weight-decay", help="L2 weight decay, added to the gradients as torch SGD does."
-    ),
-    milestones: str = typer.Option(
-        "20,25", "--milestones", help="Epochs (0-based) at whose start the rate is multiplied "
-        "by --gamma, comma-separated."
-    ),
-    gamma: float = typer.Option(0.1, "--gamma", help="Learning-rate factor at each milestone."),
-    resize: int = typer.Option(256, "--resize", help="Shorter image side before cropping."),
-    crop: int = typer.Option(224, "--crop", help="Side of the square crop the model sees."),
-    augment_below: int | None = typer.Option(
-        None, "--augment-below", help="Extra augmentation for species with fewer train images."
-    ),
-    sampler: str = typer.Option(
-        "none", "--sampler", help="none, or inverse: draw images with weight 1/n per species."
-    ),
-    loss: str = typer.Option(
-        "ce", "--loss", help="ce, or weighted: cross-entropy with balanced class weights."
-    ),
-    amp: bool = typer.Option(False, "--amp", help="bfloat16 autocast and channels_last on CUDA."),
-    seed: int = typer.Option(0, "--seed", help="Seed of shuffling, augmentation and dropout."),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Image-loading processes \\[default: up to 4, one per core]."
-    ),
-    features: bool = typer.Option(
-        False, "--features", help="Also store penultimate features (for the router)."
-    ),
-    dtype: str = typer.Option("float32", "--dtype", help="Stored logits: float32 or float16."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run exactly."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing expert."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset root \\[default: the embedded stand-in, made on first use].",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    val_from_train: Annotated[
+        float | None,
+        typer.Option(
+            "--val-from-train",
+            help="The dataset has no val split: carve this stratified "
+            "fraction of train into one (recorded; --resume and predict use the same).",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    val_seed: Annotated[
+        int,
+        typer.Option(
+            "--val-seed",
+            help="Seed of --val-from-train's draw (apart from --seed, so experts "
+            "of several seeds share one val split and can be combined).",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = 0,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            help="Architecture: any timm name or a Pl@ntNet-300K one \\[default: "
+            "resnet18, or the --init-from expert's].",
+            rich_help_panel=Panel.MODEL,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--expert",
+            help="Name of the new expert, its folder under ARTIFACTS/experts "
+            "\\[default: the architecture].",
+            rich_help_panel=Panel.MODEL,
+        ),
+    ] = None,
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained",
+            help="Start from ImageNet weights in the local timm/torch cache.",
+            rich_help_panel=Panel.MODEL,
+        ),
+    ] = False,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="Start from a weights file (state_dict or checkpoint, e.g. "
+            "ImageNet's); a classifier for another number of classes is replaced.",
+            rich_help_panel=Panel.MODEL,
+        ),
+    ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Continue training an expert (its name under ARTIFACTS/experts, or its "
+            "folder) or a released Pl@ntNet-300K checkpoint file (same classes).",
+            rich_help_panel=Panel.MODEL,
+        ),
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Epochs to train.", rich_help_panel=Panel.RECIPE)
+    ] = 30,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.RECIPE)
+    ] = 32,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Initial learning rate.", rich_help_panel=Panel.RECIPE)
+    ] = 0.01,
+    momentum: Annotated[
+        float, typer.Option("--momentum", help="SGD momentum.", rich_help_panel=Panel.RECIPE)
+    ] = 0.9,
+    nesterov: Annotated[
+        bool,
+        typer.Option(
+            "--nesterov/--no-nesterov", help="Nesterov momentum.", rich_help_panel=Panel.RECIPE
+        ),
+    ] = True,
+    weight_decay: Annotated[
+        float,
+        typer.Option(
+            "--weight-decay",
+            help="L2 weight decay, added to the gradients as torch SGD does.",
+            rich_help_panel=Panel.RECIPE,
+        ),
+    ] = 1e-4,
+    milestones: Annotated[
+        str,
+        typer.Option(
+            "--milestones",
+            help="Epochs (0-based) at whose start the rate is multiplied "
+            "by --gamma, comma-separated.",
+            rich_help_panel=Panel.RECIPE,
+        ),
+    ] = "20,25",
+    gamma: Annotated[
+        float,
+        typer.Option(
+            "--gamma", help="Learning-rate factor at each milestone.", rich_help_panel=Panel.RECIPE
+        ),
+    ] = 0.1,
+    resize: Annotated[
+        int,
+        typer.Option(
+            "--resize", help="Shorter image side before cropping.", rich_help_panel=Panel.DATA
+        ),
+    ] = 256,
+    crop: Annotated[
+        int,
+        typer.Option(
+            "--crop", help="Side of the square crop the model sees.", rich_help_panel=Panel.DATA
+        ),
+    ] = 224,
+    augment_below: Annotated[
+        int | None,
+        typer.Option(
+            "--augment-below",
+            help="Extra augmentation for species with fewer train images.",
+            rich_help_panel=Panel.RARE,
+        ),
+    ] = None,
+    sampler: Annotated[
+        Sampler,
+        typer.Option(
+            "--sampler",
+            help="inverse: draw images with weight 1/n per species; none: each image once "
+            "per epoch.",
+            rich_help_panel=Panel.RARE,
+        ),
+    ] = Sampler.none,
+    loss: Annotated[
+        Loss,
+        typer.Option(
+            "--loss",
+            help="ce: cross-entropy; weighted: cross-entropy with balanced class weights "
+            "(scikit-learn's).",
+            rich_help_panel=Panel.RARE,
+        ),
+    ] = Loss.ce,
+    amp: Annotated[
+        bool,
+        typer.Option(
+            "--amp",
+            help="bfloat16 autocast and channels_last on CUDA.",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = False,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed of shuffling, augmentation and dropout.",
+            rich_help_panel=Panel.RECIPE,
+        ),
+    ] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Image-loading processes \\[default: one per core, at most 4].",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = None,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features",
+            help="Also store penultimate features (for the router).",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    dtype: Annotated[
+        Dtype,
+        typer.Option(
+            "--dtype", help="Precision of the stored logits.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = Dtype.float32,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted run exactly.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing expert of that name.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
 ) -> None:
-    """Train an expert (SGD, lr 0.01 x0.1 at epochs 20 and 25, 30 epochs) and store its
-    val and test predictions."""
+    """Train an expert and store its val and test predictions.
+
+    The default recipe is the dataset authors': SGD, lr 0.01 x0.1 at epochs 20 and 25, 30 epochs.
+    """
     # Everything that needs neither torch nor keras is checked first: a bad option, a missing
     # file or a protected run folder is refused before the heavy imports.
     from plantkit.artifacts import artifact_lock
@@ -88,14 +237,32 @@ def train(
     from plantkit.training.config import TrainConfig
 
     config = TrainConfig(
-        data=None if data is None else str(data), val_from_train=val_from_train,
-        val_seed=val_seed, arch=arch, name=name, pretrained=pretrained,
+        data=None if data is None else str(data),
+        val_from_train=val_from_train,
+        val_seed=val_seed,
+        arch=arch,
+        name=name,
+        pretrained=pretrained,
         weights=None if weights is None else str(weights),
-        init_from=None if init_from is None else str(init_from), epochs=epochs,
-        batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, milestones=_parse_milestones(milestones), gamma=gamma,
-        resize=resize, crop=crop, augment_below=augment_below, sampler=sampler, loss=loss,
-        amp=amp, seed=seed, features=features, predict_dtype=dtype, resume=resume,
+        init_from=init_from,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        milestones=_parse_milestones(milestones),
+        gamma=gamma,
+        resize=resize,
+        crop=crop,
+        augment_below=augment_below,
+        sampler=value_of(sampler),
+        loss=value_of(loss),
+        amp=amp,
+        seed=seed,
+        features=features,
+        predict_dtype=value_of(dtype),
+        resume=resume,
         overwrite=overwrite,
     )
     if workers is not None:
@@ -160,11 +327,14 @@ def _summary(run_dir: Path) -> dict:
     from plantkit.training.resume import read_state
 
     state = read_state(run_dir / CHECKPOINTS_DIR)
-    summary = {"name": run_dir.name, "directory": str(run_dir),
-               "best_epoch": state["best_epoch"], "val_top1": state["best_value"]}
+    summary = {
+        "name": run_dir.name,
+        "directory": str(run_dir),
+        "best_epoch": state["best_epoch"],
+        "val_top1": state["best_value"],
+    }
     with open_store(run_dir / STORE_FILE) as store:
         for split in store.splits:
             top1 = metrics.split_accuracy(store, split)["top1"]
             summary[f"{split}_top1"] = top1 if top1 == top1 else 0.0  # NaN: an empty split
     return metrics.to_plain(summary)
-

@@ -69,10 +69,10 @@ class DemoPlan:
 class DemoState:
     """Which stages are finished and how long each took; saved after every stage."""
 
-    def __init__(self, out: Path, fresh: bool = False):
+    def __init__(self, out: Path, overwrite: bool = False):
         self.path = out / STATE_FILE
         self.seconds: dict[str, float] = {}
-        if self.path.is_file() and not fresh:
+        if self.path.is_file() and not overwrite:
             self.seconds = json.loads(self.path.read_text(encoding="utf-8"))["seconds"]
 
     def done(self, stage: str) -> bool:
@@ -88,7 +88,7 @@ class DemoState:
 
 def check_demo_folder(out: Path) -> None:
     """Refuse an output folder that holds files but is not a demo's (no state file): the
-    demo would write into it, and --fresh would delete it."""
+    demo would write into it, and --overwrite would delete it."""
     if out.exists() and not out.is_dir():
         raise PlantkitInputError(f"--out {out} is a file, not a folder")
     if out.is_dir() and not (out / STATE_FILE).is_file() and any(out.iterdir()):
@@ -102,7 +102,7 @@ def run_demo(
     out: Path,
     *,
     quick: bool = False,
-    fresh: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
     console=None,
     on_stage: Callable[[str, str], None] | None = None,
@@ -110,11 +110,11 @@ def run_demo(
     """Run every unfinished stage into `out`; return {stage: seconds, ...} and the verdicts."""
     out = Path(out)
     check_demo_folder(out)
-    if fresh and out.exists():
+    if overwrite and out.exists():
         discard(out)
     out.mkdir(parents=True, exist_ok=True)
     plan = DemoPlan.make(quick)
-    state = DemoState(out, fresh=fresh)
+    state = DemoState(out, overwrite=overwrite)
     if not state.path.is_file():
         # Marks the folder as a demo folder before anything else lands in it, so a run
         # interrupted during the first stage can be continued.
@@ -156,7 +156,7 @@ def _data(out: Path, plan: DemoPlan, quiet: bool) -> None:
     total = int(counts[["train", "val", "test"]].to_numpy().sum())
     with progress_bar("drawing the dataset", total=total, disable=quiet) as advance:
         generate_dataset(dataset_root(out), counts, image_size=plan.image_size,
-                         seed=EMBEDDED["seed"], force=True, on_image=advance)
+                         seed=EMBEDDED["seed"], overwrite=True, on_image=advance)
 
 
 def _analysis(out: Path, console, quiet: bool) -> None:
@@ -204,7 +204,7 @@ def _combinations(out: Path, plan: DemoPlan, console, quiet: bool) -> None:
         CombineOptions(average=True, weighted=True, greedy=True, temperature=True,
                        logit_adjust="auto", target="macro", cascade=True, router=True,
                        router_settings=router),
-        CombineOptions(router=True, top_k=1, name="top1", router_settings=router),
+        CombineOptions(router=True, top_k=1, prefix="top1", router_settings=router),
     ]
     results = [run_combine(out, options) for options in calls]
     write_text(reports_dir(out) / "combinations.json",

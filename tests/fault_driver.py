@@ -13,7 +13,7 @@ Scenarios:
 - combine: `combine --average --cascade` over two imported experts, killed at step N while a
   previous combination of the same names exists; every listed store must read and the
   rerun must equal the uninterrupted result.
-- synth: `data synth --force` over an existing generated dataset, killed at step N; the
+- synth: `data synth --overwrite` over an existing generated dataset, killed at step N; the
   dataset must open as the old or the new one, and the rerun leaves the new one.
 """
 
@@ -211,7 +211,7 @@ def scenario_combine(work: Path, every: int) -> dict:
     return {"steps": len(steps), "outcomes": outcomes}
 
 
-# --- synth --force -------------------------------------------------------------------------
+# --- synth --overwrite -------------------------------------------------------------------------
 
 def _synth(target: Path, seed: int, force: bool = True):
     from plantkit.data.profiles import make_profile

@@ -160,49 +160,49 @@ case("synth-out-a-file",
      lambda t: ["data", "synth", "-q", "--out", text_file(t, "afile")], lambda t: t / "afile")
 case("synth-out-not-empty",
      lambda t: ["data", "synth", "-q", "--scale", "0.001", "--classes", "3",
-                "--out", text_file(t, "full/x.txt").parent], "--force")
+                "--out", text_file(t, "full/x.txt").parent], "--overwrite")
 
 # data inspect
-case("inspect-missing-root", lambda t: ["data", "inspect", t / "nowhere"],
+case("inspect-missing-root", lambda t: ["data", "inspect", "--data", t / "nowhere"],
      lambda t: t / "nowhere")
-case("inspect-root-a-file", lambda t: ["data", "inspect", text_file(t, "f.txt")],
+case("inspect-root-a-file", lambda t: ["data", "inspect", "--data", text_file(t, "f.txt")],
      lambda t: t / "f.txt")
-case("inspect-all-empty", lambda t: ["data", "inspect", empty_dataset(t)], "train",
+case("inspect-all-empty", lambda t: ["data", "inspect", "--data", empty_dataset(t)], "train",
      lambda t: t / "empty")
 case("inspect-empty-test-split",
-     lambda t: ["data", "inspect", dataset(t, per_split={"train": 3, "val": 1, "test": 0})],
+     lambda t: ["data", "inspect", "--data", dataset(t, per_split={"train": 3, "val": 1, "test": 0})],
      "test")
 case("inspect-empty-class-folder",
-     lambda t: ["data", "inspect", (dataset(t) / "train" / "zz").mkdir() or t / "ds"],
+     lambda t: ["data", "inspect", "--data", (dataset(t) / "train" / "zz").mkdir() or t / "ds"],
      lambda t: t / "ds" / "train" / "zz")
 case("inspect-no-train",
-     lambda t: ["data", "inspect", dataset(t, splits=("val", "test"))], "train")
-case("inspect-no-val", lambda t: ["data", "inspect", dataset(t, splits=("train", "test"))],
+     lambda t: ["data", "inspect", "--data", dataset(t, splits=("val", "test"))], "train")
+case("inspect-no-val", lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test"))],
      "--val-from-train")
 case("inspect-val-from-train-0",
-     lambda t: ["data", "inspect", dataset(t, splits=("train", "test")), "--val-from-train", "0"],
+     lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test")), "--val-from-train", "0"],
      "--val-from-train")
 case("inspect-val-from-train-1.5",
-     lambda t: ["data", "inspect", dataset(t, splits=("train", "test")),
+     lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test")),
                 "--val-from-train", "1.5"], "--val-from-train")
 case("inspect-val-from-train-negative",
-     lambda t: ["data", "inspect", dataset(t, splits=("train", "test")),
+     lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test")),
                 "--val-from-train", "-0.1"], "--val-from-train")
 case("inspect-val-from-train-with-val",
-     lambda t: ["data", "inspect", dataset(t), "--val-from-train", "0.1"], "--val-from-train")
+     lambda t: ["data", "inspect", "--data", dataset(t), "--val-from-train", "0.1"], "--val-from-train")
 case("inspect-html-a-folder",
-     lambda t: ["data", "inspect", dataset(t), "--html", (t / "out").mkdir() or t / "out"],
+     lambda t: ["data", "inspect", "--data", dataset(t), "--html", (t / "out").mkdir() or t / "out"],
      "--html")
 case("inspect-json-html-parent-a-file",
-     lambda t: ["data", "inspect", dataset(t), "--json", "--html",
+     lambda t: ["data", "inspect", "--data", dataset(t), "--json", "--html",
                 text_file(t, "parent") / "sub" / "eda.html"], "--html", lambda t: t / "parent")
 case("inspect-root-and-profile",
-     lambda t: ["data", "inspect", dataset(t), "--profile", "plantnet300k"], "--profile")
+     lambda t: ["data", "inspect", "--data", dataset(t), "--profile", "plantnet300k"], "--profile")
 case("inspect-profile-unknown", lambda t: ["data", "inspect", "--profile", "nope"], "nope")
 case("inspect-verify-profile",
      lambda t: ["data", "inspect", "--profile", "plantnet300k", "--verify"], "--verify")
 case("inspect-test-class-not-in-train",
-     lambda t: ["data", "inspect", (dataset(t, classes=("z",), splits=("test",)), dataset(t))[1]],
+     lambda t: ["data", "inspect", "--data", (dataset(t, classes=("z",), splits=("test",)), dataset(t))[1]],
      "test")
 
 
@@ -268,7 +268,7 @@ case("combine-one-expert", combine("--average", "--experts", "tiny"), "--experts
 case("combine-only-one-stored", combine("--average", n=1), "expert")
 case("combine-experts-unknown", combine("--average", "--experts", "tiny,nope"), "nope")
 case("combine-no-stores", lambda t: ["combine", "-q", "--average"], "expert")
-case("combine-weights-unknown", combine("--weighted", "--weights", "nope"), "--weights")
+case("combine-weights-unknown", combine("--weighted", "--weight-by", "nope"), "--weight-by")
 case("combine-logit-adjust-negative", combine("--logit-adjust", "-1"), "--logit-adjust")
 case("combine-logit-adjust-garbage", combine("--logit-adjust", "abc"), "--logit-adjust")
 case("combine-target-unknown", combine("--logit-adjust", "auto", "--target", "nope"), "--target")
@@ -277,7 +277,7 @@ case("combine-budget-0", combine("--cascade", "--budget", "0"), "--budget")
 case("combine-budget-negative", combine("--cascade", "--budget", "-2"), "--budget")
 case("combine-top-k-0", combine("--router", "--top-k", "0"), "--top-k")
 case("combine-top-k-too-many", combine("--router", "--top-k", "9"), "--top-k")
-case("combine-name-slash", combine("--average", "--name", "a/b"), "--name")
+case("combine-name-slash", combine("--average", "--prefix", "a/b"), "--prefix")
 case("combine-space-unknown", combine("--average", "--space", "nope"), "--space")
 case("combine-greedy-metric-unknown", combine("--greedy", "--greedy-metric", "nope"),
      "--greedy-metric")
@@ -346,7 +346,7 @@ case("import-data-and-classes",
 # demo
 case("demo-out-dataset", lambda t: ["demo", "--quick", "-q", "--out", dataset(t)],
      "--out", lambda t: t / "ds")
-case("demo-out-dataset-fresh", lambda t: ["demo", "--quick", "-q", "--fresh", "--out", dataset(t)],
+case("demo-out-dataset-fresh", lambda t: ["demo", "--quick", "-q", "--overwrite", "--out", dataset(t)],
      "--out", lambda t: t / "ds")
 case("demo-out-folder-with-a-file",
      lambda t: ["demo", "--quick", "-q", "--out", text_file(t, "mine/notes.txt").parent],

@@ -125,7 +125,7 @@ def test_average_matches_experts_softmax(experts_root):
 
 def test_average_of_logits(tmp_path):
     names = make_experts(tmp_path, DEFAULT_SPECS[:2], n_val=40, n_test=30)
-    run_combine(tmp_path, CombineOptions(average=True, space="logits", name="logit"))
+    run_combine(tmp_path, CombineOptions(average=True, space="logits", prefix="logit"))
     mean_logits = np.mean([_expert_logits(tmp_path, n, "test") for n in names], axis=0)
     np.testing.assert_allclose(_softmax(_combo(tmp_path, "logit-average")),
                                _softmax(mean_logits), rtol=1e-4, atol=1e-7)
@@ -196,7 +196,7 @@ def test_weighted_run_weights_on_the_simplex(experts_root):
 
 def test_accuracy_weights_run(tmp_path):
     make_experts(tmp_path, DEFAULT_SPECS[:3], n_val=60, n_test=40)
-    result = run_combine(tmp_path, CombineOptions(weighted=True, weights="accuracy"))
+    result = run_combine(tmp_path, CombineOptions(weighted=True, weight_by="accuracy"))
     params = result["combinations"][0]["params"]
     top1 = {e["name"]: e["val_top1"] for e in result["experts"]}
     total = sum(top1.values())
@@ -402,7 +402,7 @@ def test_router_cost_and_shares(experts_root, tmp_path):
     assert params["overfitting_gap"] == pytest.approx(router["val"]["top1"]
                                                       - router["test"]["top1"])
     assert sum(params["share"]["test"].values()) == pytest.approx(1.0)
-    top1 = run_combine(artifacts, CombineOptions(router=True, top_k=1, name="top1",
+    top1 = run_combine(artifacts, CombineOptions(router=True, top_k=1, prefix="top1",
                                                  router_settings=QUICK_ROUTER))
     routed = top1["combinations"][0]
     gflops = {s.name: s.gflops for s in DEFAULT_SPECS}
@@ -416,7 +416,7 @@ def test_router_cost_and_shares(experts_root, tmp_path):
     # One expert per image: every row is one calibrated expert's softmax (sums to 1).
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     dense = run_combine(artifacts, CombineOptions(router=True, router_input="confidences",
-                                                  top_k=1, name="conf",
+                                                  top_k=1, prefix="conf",
                                                   router_settings=QUICK_ROUTER))
     routed = dense["combinations"][0]
     assert routed["params"]["input"] == "confidences"
@@ -534,7 +534,7 @@ def test_options_are_checked_before_reading(tmp_path):
                            ({"average": True, "space": "x"}, "--space 'x'"),
                            ({"logit_adjust": "-1"}, "--logit-adjust '-1'"),
                            ({"cascade": True, "within": 0.1, "budget": 2.0}, "takes one"),
-                           ({"average": True, "name": "a/b"}, "--name")):
+                           ({"average": True, "prefix": "a/b"}, "--prefix")):
         with pytest.raises(PlantkitInputError, match=match):
             run_combine(tmp_path, CombineOptions(**options))
 

@@ -37,7 +37,7 @@ def test_json_run_saves_every_method(tmp_path):
     make_experts(tmp_path, n_val=200, n_test=150)
     result = _cli(tmp_path, "--experts", "tiny,medium,large", "--average", "--weighted",
                   "--greedy", "--greedy-metric", "top1", "--cascade", "--budget", "5",
-                  "--logit-adjust", "0.3", "--adjust-on", "weighted", "--name", "run1",
+                  "--logit-adjust", "0.3", "--adjust-on", "weighted", "--prefix", "run1",
                   "--cost", "large=10", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
@@ -107,5 +107,6 @@ def test_bad_option_exits_2_in_a_real_process(tmp_path):
     make_experts(tmp_path, DEFAULT_SPECS[:2], n_val=30, n_test=30)
     result = _cli(tmp_path, "--average", "--space", "both")
     assert result.returncode == 2
-    assert "--space 'both'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "'--space': 'both' is not one of 'probs', 'logits'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "combos").exists()

@@ -367,7 +367,7 @@ def test_cli_tables():
 
 
 def test_cli_refuses_root_and_profile_together(tmp_path):
-    result = _cli(str(tmp_path), "--profile", "plantnet300k")
+    result = _cli("--data", str(tmp_path), "--profile", "plantnet300k")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "error" in lines[0]
@@ -378,7 +378,7 @@ def test_cli_dataset_root_with_html(plantnet_root, tmp_path):
     """End to end on a real folder read by plantkit.data.layout (conftest's tiny tree)."""
     (plantnet_root / "images" / "train" / "1355868" / "notes.txt").write_text("not an image")
     html = tmp_path / "report" / "eda.html"
-    result = _cli(str(plantnet_root), "--json", "--html", str(html))
+    result = _cli("--data", str(plantnet_root), "--json", "--html", str(html))
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["images_per_split"] == {"train": 15, "val": 3, "test": 3, "total": 21}

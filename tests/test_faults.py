@@ -187,7 +187,7 @@ def test_corrupt_checkpoint_is_refused_on_resume(trained_root, tmp_path, victim)
     state = json.loads((checkpoints / "state.json").read_text())
     path = checkpoints / state["last"] / victim
     _flip(path, len(path.read_bytes()) // 2)
-    result = plantkit("--artifacts", root, "train", "--resume", "--name", "x", "--epochs", "3",
+    result = plantkit("--artifacts", root, "train", "--resume", "--expert", "x", "--epochs", "3",
                       "--quiet")
     assert result.returncode == 2, result.stderr
     assert str(path) in result.stderr and "corrupt" in result.stderr
@@ -351,9 +351,9 @@ def test_wrong_file_types_are_one_line_exit_2(tmp_path):
 @pytest.mark.parametrize("name", ["../../evil", "..", ".hidden", "a/b", "", "x" * 200])
 def test_names_cannot_escape_the_artifacts_root(tmp_path, name):
     art = tmp_path / "deep" / "art"
-    result = plantkit("--artifacts", art, "train", "--name", name, "--epochs", "1")
+    result = plantkit("--artifacts", art, "train", "--expert", name, "--epochs", "1")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "--name" in result.stderr
+    assert "--expert" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -416,7 +416,7 @@ def test_an_interrupted_training_says_so_cleans_up_and_resumes(trained_root, tmp
     art = tmp_path / "art"
     args = ["--artifacts", art, "train", "--data", trained_root / "data", "--arch",
             "test_resnet", "--epochs", "400", "--resize", "32", "--crop", "24", "--workers",
-            "0", "--name", "x", "--quiet"]
+            "0", "--expert", "x", "--quiet"]
     process = subprocess.Popen([*PLANTKIT, *map(str, args)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     state = art / "experts" / "x" / "checkpoints" / "state.json"
@@ -429,7 +429,7 @@ def test_an_interrupted_training_says_so_cleans_up_and_resumes(trained_root, tmp
     assert err.strip().splitlines() == [
         "interrupted; finished work is kept, unfinished work was not written"]
     assert hidden_leftovers(art) == []
-    resumed = plantkit(*map(str, args[:-3]), "--epochs", "2", "--resume", "--name", "x",
+    resumed = plantkit(*map(str, args[:-3]), "--epochs", "2", "--resume", "--expert", "x",
                        "--quiet")
     # --epochs 2 with a run already past epoch 2 finishes at once, from its last epoch.
     assert resumed.returncode == 0, resumed.stderr

@@ -185,7 +185,7 @@ def _cli(*args, cwd=None):
 
 
 def test_cli_bad_root_is_one_line_exit_2(tmp_path):
-    result = _cli("data", "inspect", str(tmp_path / "missing"))
+    result = _cli("data", "inspect", "--data", str(tmp_path / "missing"))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "missing does not exist" in result.stderr
@@ -194,7 +194,7 @@ def test_cli_bad_root_is_one_line_exit_2(tmp_path):
 def test_cli_verify_reports_corrupt_files_in_json(tmp_path):
     root = make_tree(tmp_path / "d", SMALL)
     (root / "val/a/img000.jpg").write_bytes(b"garbage")
-    result = _cli("data", "inspect", str(root), "--verify", "--json", "--quiet")
+    result = _cli("data", "inspect", "--data", str(root), "--verify", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert [c["path"] for c in payload["corrupt_images"]] == ["val/a/img000.jpg"]
@@ -202,7 +202,7 @@ def test_cli_verify_reports_corrupt_files_in_json(tmp_path):
 
 def test_cli_val_from_train(tmp_path):
     root = make_tree(tmp_path / "d", {"train": {"a": 10, "b": 10}, "test": {"a": 1, "b": 1}})
-    result = _cli("data", "inspect", str(root), "--val-from-train", "0.1", "--json")
+    result = _cli("data", "inspect", "--data", str(root), "--val-from-train", "0.1", "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["images_per_split"]["val"] == 2

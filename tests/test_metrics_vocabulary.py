@@ -81,7 +81,7 @@ def test_train_summary_combine_and_report_agree_on_top1(tmp_path, capsys, monkey
     _write_stores(tmp_path)
     summary = _train_summary(monkeypatch, tmp_path, "tied")
     combined = _cli_json(capsys, monkeypatch, tmp_path, "combine", "--average", "--weighted",
-                         "--weights", "accuracy", "--k", "1,3", "--json", "--quiet")
+                         "--weight-by", "accuracy", "--k", "1,3", "--json", "--quiet")
     reported = _cli_json(capsys, monkeypatch, tmp_path, "report", "--json", "--quiet",
                          "--workers", "1", "--k", "1,3")
 

@@ -140,29 +140,29 @@ def test_refuses_non_empty_target_unless_forced(tmp_path):
     target = tmp_path / "ds"
     target.mkdir()
     (target / "precious.txt").write_text("keep me")
-    with pytest.raises(PlantkitInputError, match="--force") as info:
+    with pytest.raises(PlantkitInputError, match="--overwrite") as info:
         generate_dataset(target, small_counts(), image_size=SIZE)
     assert str(target) in str(info.value) and "\n" not in str(info.value)
     assert (target / "precious.txt").read_text() == "keep me"
-    # --force replaces only a generated dataset, never an arbitrary folder.
+    # --overwrite replaces only a generated dataset, never an arbitrary folder.
     with pytest.raises(PlantkitInputError, match="not a generated dataset"):
-        generate_dataset(target, small_counts(), image_size=SIZE, force=True)
+        generate_dataset(target, small_counts(), image_size=SIZE, overwrite=True)
     assert (target / "precious.txt").read_text() == "keep me"
     (target / "precious.txt").unlink()
     generate_dataset(target, small_counts(), image_size=SIZE)
     (target / "stale.txt").write_text("left by an older generation")
-    generate_dataset(target, small_counts(), image_size=SIZE, force=True)
+    generate_dataset(target, small_counts(), image_size=SIZE, overwrite=True)
     assert not (target / "stale.txt").exists()
     assert (target / METADATA_FILE).is_file()
     assert leftovers(tmp_path) == []
-    # An empty folder is fine without --force; a file is never replaced.
+    # An empty folder is fine without --overwrite; a file is never replaced.
     empty = tmp_path / "empty"
     empty.mkdir()
     generate_dataset(empty, small_counts(), image_size=SIZE)
     assert (empty / SYNTH_FILE).is_file()
     (tmp_path / "file").write_text("x")
     with pytest.raises(PlantkitInputError, match="file"):
-        generate_dataset(tmp_path / "file", small_counts(), image_size=SIZE, force=True)
+        generate_dataset(tmp_path / "file", small_counts(), image_size=SIZE, overwrite=True)
 
 
 def test_failure_midway_leaves_nothing_behind(tmp_path):
@@ -180,7 +180,7 @@ def test_failure_midway_leaves_nothing_behind(tmp_path):
     old = generate_dataset(tmp_path / "ds", small_counts(), image_size=SIZE)
     before = file_hashes(old)
     with pytest.raises(KeyboardInterrupt):
-        generate_dataset(old, counts, image_size=SIZE, force=True, on_image=boom)
+        generate_dataset(old, counts, image_size=SIZE, overwrite=True, on_image=boom)
     assert file_hashes(old) == before
     assert leftovers(tmp_path) == []
 
@@ -252,8 +252,8 @@ def test_cli_synth(tmp_path):
     # Again: the folder is not empty. CliRunner bypasses run(), so the error surfaces as is.
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, PlantkitInputError)
-    assert "--force" in str(result.exception)
-    result = CliRunner().invoke(app, [*args, "--force", "--seed", "1"])
+    assert "--overwrite" in str(result.exception)
+    result = CliRunner().invoke(app, [*args, "--overwrite", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((root / SYNTH_FILE).read_text())["seed"] == 1
     assert leftovers(root.parent) == []

@@ -104,7 +104,7 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(trained, data_ro
     code, _, err = cli("--artifacts", tmp_path, "train", "--data", data_root, "--epochs", 2,
                        *TINY)
     assert code == 2 and "--resume" in err
-    code, _, err = cli("--artifacts", tmp_path, "train", "--resume", "--name", "test_resnet",
+    code, _, err = cli("--artifacts", tmp_path, "train", "--resume", "--expert", "test_resnet",
                        "--quiet")
     assert code == 0, err
 
@@ -122,7 +122,7 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(trained, data_ro
 
 
 def test_resume_refuses_a_changed_option(trained, data_root):
-    code, _, err = cli("--artifacts", trained, "train", "--resume", "--name", "test_resnet",
+    code, _, err = cli("--artifacts", trained, "train", "--resume", "--expert", "test_resnet",
                        "--lr", "0.1", "--quiet")
     assert code == 2
     assert "--lr 0.1 differs from the interrupted run's 0.05" in err
@@ -173,7 +173,7 @@ def test_bad_inputs_exit_2_with_one_line(trained, data_root, tmp_path):
     line = refused("--artifacts", trained, "train", "--data", data_root, *TINY)
     assert "already exists" in line and "--overwrite" in line
 
-    line = refused(*base, "--data", data_root, "--name", "never-trained", "--resume")
+    line = refused(*base, "--data", data_root, "--expert", "never-trained", "--resume")
     assert "no run to resume" in line
     assert not (tmp_path / "experts").exists()  # the refused runs started nothing
 
@@ -206,7 +206,7 @@ def test_training_starts_at_the_given_weights(trained, data_root, tmp_path, sour
         torch.save(start, init)
     # A vanishing rate: after one epoch the weights are still the ones we started from.
     code, _, err = cli("--artifacts", tmp_path, "train", "--data", data_root, option, init,
-                       "--name", "continued", "--arch", "test_resnet", "--epochs", 1, "--lr",
+                       "--expert", "continued", "--arch", "test_resnet", "--epochs", 1, "--lr",
                        "1e-12", "--resize", 40,
                        "--crop", 32, "--workers", 0, "--quiet")
     assert code == 0, err

@@ -90,10 +90,10 @@ def test_val_carved_from_train_is_recorded_resumed_and_predicted_on(no_val, tmp_
         assert all(p.startswith("train/") for p in store.paths("val"))
 
     # --resume reopens the same split (a resume on other splits is refused by fingerprint).
-    line = refused("--artifacts", tmp_path, "train", "--resume", "--name", "test_resnet",
+    line = refused("--artifacts", tmp_path, "train", "--resume", "--expert", "test_resnet",
                    "--val-seed", "4", "--quiet")
     assert "--val-seed 4 differs" in line
-    code, _, err = cli("--artifacts", tmp_path, "train", "--resume", "--name", "test_resnet",
+    code, _, err = cli("--artifacts", tmp_path, "train", "--resume", "--expert", "test_resnet",
                        "--epochs", 2, "--quiet")
     assert code == 0, err
     assert [int(r["epoch"]) for r in read_history_rows(run_dir / "history.csv")] == [0, 1]
@@ -272,12 +272,12 @@ def test_a_killed_first_epoch_is_replaced_but_an_expert_is_protected(forty_five,
     assert "already exists" in line and "--overwrite" in line
     other = tmp_path.joinpath("experts", "other")
     killed_attempt(other, "notes.txt")
-    line = refused(*base, "--name", "other", *TINY)
+    line = refused(*base, "--expert", "other", *TINY)
     assert "already exists" in line
     assert (other / "notes.txt").is_file() and (other / "train_config.json").is_file()
     imported = tmp_path.joinpath("experts", "imported")
     imported.mkdir()
     (imported / "train_config.json").write_text("{}\n")
     (imported / "expert.json").write_text("{}\n")
-    line = refused(*base, "--name", "imported", *TINY)
+    line = refused(*base, "--expert", "imported", *TINY)
     assert "already exists" in line and (imported / "expert.json").is_file()

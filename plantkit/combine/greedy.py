@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from plantkit.choices import GREEDY_METRICS
 from plantkit.errors import PlantkitInputError
 
-METRICS = ("nll", "top1")
+METRICS = GREEDY_METRICS
 _FLOOR = 1e-30
 
 

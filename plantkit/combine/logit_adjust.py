@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from plantkit import metrics
+from plantkit.choices import ADJUST_TARGETS
 from plantkit.errors import PlantkitInputError
 
-TARGETS = ("top1", "macro")
+TARGETS = ADJUST_TARGETS
 # The val trade-off curve is traced over these taus (plus a given tau off the grid).
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
 

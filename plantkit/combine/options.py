@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from plantkit import metrics
 from plantkit.artifacts import check_name
+from plantkit.choices import ROUTER_INPUTS, SPACES, WEIGHT_RULES
 from plantkit.combine.greedy import METRICS as GREEDY_METRICS
 from plantkit.combine.logit_adjust import TARGETS, parse_tau
 from plantkit.errors import PlantkitInputError
@@ -13,9 +14,6 @@ from plantkit.store import LOGITS_DTYPES
 
 # In the order results are listed; logit adjustment comes after its base.
 METHODS = ("average", "weighted", "greedy", "temperature", "cascade", "router", "logit-adjust")
-SPACES = ("probs", "logits")
-WEIGHT_RULES = ("fit", "accuracy")
-ROUTER_INPUTS = ("features", "confidences")
 DEFAULT_WITHIN = 0.005  # cascade: half a point of val top-1 below the full average
 
 
@@ -41,10 +39,10 @@ class CombineOptions:
     seed: int = 0
     router_settings: dict = field(default_factory=dict)  # more fit_router keywords (folds ...)
     space: str = "probs"  # average of probabilities or of logits
-    weights: str = "fit"  # fit (val NLL after temperature scaling) or accuracy
+    weight_by: str = "fit"  # --weighted's rule: fit (val NLL after temperature scaling) or accuracy
     greedy_metric: str = "nll"
     costs: dict[str, float] = field(default_factory=dict)  # --cost name=gflops
-    name: str | None = None  # prefix of the combination names
+    prefix: str | None = None  # of the combination names: PREFIX-average ...
     dtype: str = "float32"  # of the stored log-probabilities
     fit_rows: int = 2048  # val rows a temperature is fitted on (evenly spread)
     chunk_rows: int | None = None  # rows per read; None: aligned to the stores' chunks
@@ -58,7 +56,7 @@ class CombineOptions:
         return [m for m in METHODS if chosen[m]]
 
     def combination_name(self, method: str) -> str:
-        return f"{self.name}-{method}" if self.name else method
+        return f"{self.prefix}-{method}" if self.prefix else method
 
     @property
     def tau(self) -> float | None:
@@ -72,7 +70,7 @@ class CombineOptions:
                 "--logit-adjust TAU|auto, --cascade or --router"
             )
         _one_of("--space", self.space, SPACES)
-        _one_of("--weights", self.weights, WEIGHT_RULES)
+        _one_of("--weight-by", self.weight_by, WEIGHT_RULES)
         _one_of("--greedy-metric", self.greedy_metric, GREEDY_METRICS)
         _one_of("--target", self.target, TARGETS)
         _one_of("--dtype", self.dtype, LOGITS_DTYPES)
@@ -97,7 +95,7 @@ class CombineOptions:
             if value < 1:
                 raise PlantkitInputError(f"{what} must be >= 1, got {value}")
         for method in self.methods():
-            check_name(self.combination_name(method), "--name")
+            check_name(self.combination_name(method), "--prefix")
         return self
 
 

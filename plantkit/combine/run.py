@@ -153,7 +153,7 @@ class _Run:
     def _val_needs(self) -> ValNeeds | None:
         options, methods = self.options, set(self.methods)
         calibrated = bool(methods & {"greedy", "temperature", "cascade", "router"}) or (
-            options.weighted and options.weights == "fit")
+            options.weighted and options.weight_by == "fit")
         if not calibrated and not options.weighted:
             return None
         return ValNeeds(
@@ -176,7 +176,7 @@ class _Run:
             self.notes.append(f"temperatures fitted on {fit_rows:,} of the {n_val:,} val rows, "
                               "evenly spread (everything else uses every val row)")
         if options.weighted:
-            if options.weights == "fit":
+            if options.weight_by == "fit":
                 weights = fit_simplex_weights(stats.true_probs)
                 self.fitted["weighted"] = {"rule": "fit", "temperatures": temperatures,
                                            "temperature_fit_rows": fit_rows}
@@ -224,7 +224,7 @@ class _Run:
                 mixers.append(LogitMean(name, n_experts, n_classes) if options.space == "logits"
                               else ProbMixture(name, uniform, RAW, n_classes))
             elif method == "weighted":
-                kind = CALIBRATED if options.weights == "fit" else RAW
+                kind = CALIBRATED if options.weight_by == "fit" else RAW
                 mixers.append(ProbMixture(name, self.weighted_weights, kind, n_classes))
             elif method == "greedy":
                 mixers.append(ProbMixture(name, self.selection.weights, CALIBRATED, n_classes))

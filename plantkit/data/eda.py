@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from plantkit.choices import FEW_SHOT_BELOW, MANY_SHOT_ABOVE
 from plantkit.data.profiles import SPLITS, split_counts
 
 # Largest allowed gap, in images, between a split's count and the rule's expected count.
@@ -34,8 +35,6 @@ SPLIT_TOLERANCE = 1
 # Classes with at most this many images (all splits) count as tiny.
 TINY_CLASS = 10
 # Shot buckets by train images, as in the Pl@ntNet-300K paper's analysis.
-MANY_SHOT_ABOVE = 100  # many: train > 100
-FEW_SHOT_BELOW = 20  # few: train < 20; medium: 20 <= train <= 100
 DECILES = tuple(range(1, 11))
 
 

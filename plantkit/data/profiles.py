@@ -12,10 +12,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from plantkit.choices import SPLITS
+from plantkit.choices import PROFILES, SPLITS
 from plantkit.errors import PlantkitInputError
 
-PROFILES = ("plantnet300k", "uniform", "zipf")
 # Every species keeps at least this many images per split, as in Pl@ntNet-300K.
 MIN_PER_SPLIT = {"train": 2, "val": 1, "test": 1}
 MIN_TOTAL = sum(MIN_PER_SPLIT.values())

@@ -112,17 +112,17 @@ def _check_counts(counts: pd.DataFrame) -> pd.DataFrame:
     return out.loc[class_order(ids)]
 
 
-def _check_target(target: Path, force: bool) -> None:
+def _check_target(target: Path, overwrite: bool) -> None:
     if target.exists() and not target.is_dir():
         raise PlantkitInputError(f"{target} is a file, not a folder; choose another --out")
     if target.is_dir() and any(target.iterdir()):
-        if not force:
-            raise PlantkitInputError(f"{target} is not empty; pass --force to replace it")
-        # --force replaces a generated dataset, never an arbitrary folder (think `--out ~`).
+        if not overwrite:
+            raise PlantkitInputError(f"{target} is not empty; pass --overwrite to replace it")
+        # --overwrite replaces a generated dataset, never an arbitrary folder (think `--out ~`).
         if not (target / SYNTH_FILE).is_file():
             raise PlantkitInputError(
                 f"{target} is not empty and holds no synth.json, so it is not a generated "
-                "dataset; --force replaces only those: choose another --out"
+                "dataset; --overwrite replaces only those: choose another --out"
             )
 
 
@@ -159,12 +159,12 @@ def generate_dataset(
     *,
     image_size: int = 64,
     seed: int = 0,
-    force: bool = False,
+    overwrite: bool = False,
     on_image: Callable[[int], None] | None = None,
 ) -> Path:
     """Draw `counts` images per class and split under `target`; return `target`.
 
-    Refuses a non-empty `target` unless `force` (then it is replaced once the new
+    Refuses a non-empty `target` unless `overwrite` (then it is replaced once the new
     dataset is complete). `on_image(n)` is called after every few images with the
     number drawn since the last call.
     """
@@ -179,9 +179,9 @@ def generate_dataset(
     image_size, seed = int(image_size), int(seed)
     counts = _check_counts(counts)
     target = Path(target)
-    _check_target(target, force)
+    _check_target(target, overwrite)
     with artifact_lock(target):
-        _check_target(target, force)  # again, now that no other writer can come between
+        _check_target(target, overwrite)  # again, now that no other writer can come between
         return _generate_locked(target, counts, image_size, seed, on_image)
 
 
