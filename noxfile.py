@@ -32,10 +32,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Generate the stand-in dataset and print its analysis (the README's first command)."""
+    """`plantkit demo` (the README's first command); `nox -s demo -- --quick` for the short one."""
     _install(session)
-    session.run("plantkit", "data", "synth", "--overwrite", *session.posargs)
-    session.run("plantkit", "data", "inspect", "--data", "artifacts/data/plantnet300k-synth")
+    session.run("plantkit", "demo", *session.posargs)
 
 
 @nox.session

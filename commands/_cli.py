@@ -33,7 +33,6 @@ class Settings:
 
     artifacts: Path | None = None
     debug: bool = False
-    quiet: bool = False
 
     @property
     def artifacts_root(self) -> Path:

@@ -27,7 +27,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_SYNTH_NAME = "plantnet-synth"
 Profile = choice("Profile", PROFILES)
 
 
@@ -105,7 +104,7 @@ def synth(
     ] = False,
 ) -> None:
     """Draw a synthetic long-tailed plant dataset in the Pl@ntNet-300K v1.1 layout."""
-    from plantkit.data.profiles import make_profile
+    from plantkit.data.profiles import make_profile, total_counts
     from plantkit.data.synth import generate_dataset
     from plantkit.progress import progress_bar
 
@@ -116,7 +115,7 @@ def synth(
         raise PlantkitInputError(f"--alpha must be a positive number, got {alpha}")
     counts = make_profile(profile, scale=scale, classes=classes, alpha=alpha)
     target = out or data_dir(settings.artifacts_root) / f"{profile}-synth"
-    n_images = int(counts[["train", "val", "test"]].to_numpy().sum())
+    n_images = int(total_counts(counts).sum())
     with progress_bar("drawing images", total=n_images, disable=quiet) as advance:
         root = generate_dataset(
             target, counts, image_size=image_size, seed=seed, overwrite=overwrite, on_image=advance
@@ -131,13 +130,14 @@ def synth(
 
 def _embedded_dataset(quiet: bool) -> Path:
     from plantkit.data.embedded import embedded_counts, embedded_root, ensure_embedded_dataset
+    from plantkit.data.profiles import total_counts
     from plantkit.progress import progress_bar
 
     root = embedded_root(settings.artifacts_root)
     if (root / "images").is_dir():
         return root
     counts = embedded_counts()
-    total = int(counts[["train", "val", "test"]].to_numpy().sum())
+    total = int(total_counts(counts).sum())
     with progress_bar("drawing the embedded dataset", total=total, disable=quiet) as advance:
         return ensure_embedded_dataset(settings.artifacts_root, on_image=advance)
 

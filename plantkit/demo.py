@@ -148,12 +148,12 @@ def dataset_root(out: Path) -> Path:
 
 
 def _data(out: Path, plan: DemoPlan, quiet: bool) -> None:
-    from plantkit.data.profiles import make_profile
+    from plantkit.data.profiles import make_profile, total_counts
     from plantkit.data.synth import generate_dataset
     from plantkit.progress import progress_bar
 
     counts = make_profile(EMBEDDED["profile"], classes=plan.classes, scale=plan.scale)
-    total = int(counts[["train", "val", "test"]].to_numpy().sum())
+    total = int(total_counts(counts).sum())
     with progress_bar("drawing the dataset", total=total, disable=quiet) as advance:
         generate_dataset(dataset_root(out), counts, image_size=plan.image_size,
                          seed=EMBEDDED["seed"], overwrite=True, on_image=advance)

@@ -163,46 +163,47 @@ case("synth-out-not-empty",
                 "--out", text_file(t, "full/x.txt").parent], "--overwrite")
 
 # data inspect
-case("inspect-missing-root", lambda t: ["data", "inspect", "--data", t / "nowhere"],
+INSPECT = ["data", "inspect", "--data"]
+case("inspect-missing-root", lambda t: [*INSPECT, t / "nowhere"],
      lambda t: t / "nowhere")
-case("inspect-root-a-file", lambda t: ["data", "inspect", "--data", text_file(t, "f.txt")],
+case("inspect-root-a-file", lambda t: [*INSPECT, text_file(t, "f.txt")],
      lambda t: t / "f.txt")
-case("inspect-all-empty", lambda t: ["data", "inspect", "--data", empty_dataset(t)], "train",
+case("inspect-all-empty", lambda t: [*INSPECT, empty_dataset(t)], "train",
      lambda t: t / "empty")
 case("inspect-empty-test-split",
-     lambda t: ["data", "inspect", "--data", dataset(t, per_split={"train": 3, "val": 1, "test": 0})],
+     lambda t: [*INSPECT, dataset(t, per_split={"train": 3, "val": 1, "test": 0})],
      "test")
 case("inspect-empty-class-folder",
-     lambda t: ["data", "inspect", "--data", (dataset(t) / "train" / "zz").mkdir() or t / "ds"],
+     lambda t: [*INSPECT, (dataset(t) / "train" / "zz").mkdir() or t / "ds"],
      lambda t: t / "ds" / "train" / "zz")
 case("inspect-no-train",
-     lambda t: ["data", "inspect", "--data", dataset(t, splits=("val", "test"))], "train")
-case("inspect-no-val", lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test"))],
+     lambda t: [*INSPECT, dataset(t, splits=("val", "test"))], "train")
+case("inspect-no-val", lambda t: [*INSPECT, dataset(t, splits=("train", "test"))],
      "--val-from-train")
 case("inspect-val-from-train-0",
-     lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test")), "--val-from-train", "0"],
+     lambda t: [*INSPECT, dataset(t, splits=("train", "test")), "--val-from-train", "0"],
      "--val-from-train")
 case("inspect-val-from-train-1.5",
-     lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test")),
+     lambda t: [*INSPECT, dataset(t, splits=("train", "test")),
                 "--val-from-train", "1.5"], "--val-from-train")
 case("inspect-val-from-train-negative",
-     lambda t: ["data", "inspect", "--data", dataset(t, splits=("train", "test")),
+     lambda t: [*INSPECT, dataset(t, splits=("train", "test")),
                 "--val-from-train", "-0.1"], "--val-from-train")
 case("inspect-val-from-train-with-val",
-     lambda t: ["data", "inspect", "--data", dataset(t), "--val-from-train", "0.1"], "--val-from-train")
+     lambda t: [*INSPECT, dataset(t), "--val-from-train", "0.1"], "--val-from-train")
 case("inspect-html-a-folder",
-     lambda t: ["data", "inspect", "--data", dataset(t), "--html", (t / "out").mkdir() or t / "out"],
+     lambda t: [*INSPECT, dataset(t), "--html", (t / "out").mkdir() or t / "out"],
      "--html")
 case("inspect-json-html-parent-a-file",
-     lambda t: ["data", "inspect", "--data", dataset(t), "--json", "--html",
+     lambda t: [*INSPECT, dataset(t), "--json", "--html",
                 text_file(t, "parent") / "sub" / "eda.html"], "--html", lambda t: t / "parent")
 case("inspect-root-and-profile",
-     lambda t: ["data", "inspect", "--data", dataset(t), "--profile", "plantnet300k"], "--profile")
+     lambda t: [*INSPECT, dataset(t), "--profile", "plantnet300k"], "--profile")
 case("inspect-profile-unknown", lambda t: ["data", "inspect", "--profile", "nope"], "nope")
 case("inspect-verify-profile",
      lambda t: ["data", "inspect", "--profile", "plantnet300k", "--verify"], "--verify")
 case("inspect-test-class-not-in-train",
-     lambda t: ["data", "inspect", "--data", (dataset(t, classes=("z",), splits=("test",)), dataset(t))[1]],
+     lambda t: [*INSPECT, (dataset(t, classes=("z",), splits=("test",)), dataset(t))[1]],
      "test")
 
 
@@ -346,7 +347,8 @@ case("import-data-and-classes",
 # demo
 case("demo-out-dataset", lambda t: ["demo", "--quick", "-q", "--out", dataset(t)],
      "--out", lambda t: t / "ds")
-case("demo-out-dataset-fresh", lambda t: ["demo", "--quick", "-q", "--overwrite", "--out", dataset(t)],
+case("demo-out-dataset-overwrite",
+     lambda t: ["demo", "--quick", "-q", "--overwrite", "--out", dataset(t)],
      "--out", lambda t: t / "ds")
 case("demo-out-folder-with-a-file",
      lambda t: ["demo", "--quick", "-q", "--out", text_file(t, "mine/notes.txt").parent],

@@ -15,16 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from plantkit.data.layout import CLASS_INDEX_FILE, METADATA_FILE, NAMES_FILE, class_order
 from plantkit.data.profiles import SPLITS, make_profile
 from plantkit.data.species import assign_genera, genus_of, make_species_table
-from plantkit.data.synth import (
-    CLASS_IDX_FILE,
-    METADATA_FILE,
-    SPECIES_FILE,
-    SYNTH_FILE,
-    class_order,
-    generate_dataset,
-)
+from plantkit.data.synth import SYNTH_FILE, generate_dataset
 from plantkit.errors import PlantkitInputError
 
 SIZE = 16  # the smallest allowed: fastest
@@ -65,7 +59,7 @@ def uniform_dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 def test_layout_and_json_agree_with_counts(uniform_dataset):
     root, counts = uniform_dataset
     assert root.name == "ds"
-    for name in (SPECIES_FILE, METADATA_FILE, CLASS_IDX_FILE, SYNTH_FILE):
+    for name in (NAMES_FILE, METADATA_FILE, CLASS_INDEX_FILE, SYNTH_FILE):
         assert (root / name).is_file()
     metadata = json.loads((root / METADATA_FILE).read_text())
     for split in SPLITS:
@@ -77,7 +71,7 @@ def test_layout_and_json_agree_with_counts(uniform_dataset):
                 assert metadata[f.stem]["species_id"] == class_id
                 assert metadata[f.stem]["split"] == split
     assert len(metadata) == int(counts[list(SPLITS)].to_numpy().sum())
-    names = json.loads((root / SPECIES_FILE).read_text())
+    names = json.loads((root / NAMES_FILE).read_text())
     assert names == counts["species_name"].to_dict()
     summary = json.loads((root / SYNTH_FILE).read_text())
     assert summary["image_size"] == SIZE and summary["seed"] == 3
@@ -111,13 +105,13 @@ def test_class_index_follows_numeric_then_text_order(tmp_path):
     root = generate_dataset(
         tmp_path / "num", small_counts(("10", "9", "100"), 2, 1, 1), image_size=SIZE
     )
-    mapping = json.loads((root / CLASS_IDX_FILE).read_text())
+    mapping = json.loads((root / CLASS_INDEX_FILE).read_text())
     assert mapping == {"0": "9", "1": "10", "2": "100"}
     assert class_order(["b", "a", "10", "9"]) == ["10", "9", "a", "b"]
     root = generate_dataset(
         tmp_path / "txt", small_counts(("b", "a", "10"), 2, 1, 1), image_size=SIZE
     )
-    assert json.loads((root / CLASS_IDX_FILE).read_text()) == {"0": "10", "1": "a", "2": "b"}
+    assert json.loads((root / CLASS_INDEX_FILE).read_text()) == {"0": "10", "1": "a", "2": "b"}
 
 
 def test_same_seed_byte_identical_other_seed_different(tmp_path):
@@ -132,7 +126,7 @@ def test_same_seed_byte_identical_other_seed_different(tmp_path):
     assert not images_a & images_c
     assert {p for p in a if p.endswith(".jpg")}.isdisjoint(c)  # image ids depend on the seed
     # Same species, other seed: the id-to-name and class-index files are unchanged.
-    for name in (SPECIES_FILE, CLASS_IDX_FILE):
+    for name in (NAMES_FILE, CLASS_INDEX_FILE):
         assert a[name] == c[name]
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from plantkit.data.synth import CLASS_IDX_FILE, generate_dataset
+from plantkit.data.layout import CLASS_INDEX_FILE
+from plantkit.data.synth import generate_dataset
 
 CLASSES = 12  # names are not binomials: classes 0-2, 3-5, ... form four genera of three
 GENUS_SIZE = 3
@@ -47,7 +48,7 @@ def test_tiny_cnn_learns_synthetic_species_but_not_perfectly(tmp_path):
         index=pd.Index(ids, name="class_id"),
     )
     root = generate_dataset(tmp_path / "ds", counts, image_size=SIZE, seed=0)
-    assert json.loads((root / CLASS_IDX_FILE).read_text())["11"] == "11"
+    assert json.loads((root / CLASS_INDEX_FILE).read_text())["11"] == "11"
     x_train, y_train = load_split(root, "train", ids)
     x_test, y_test = load_split(root, "test", ids)
 

@@ -89,12 +89,6 @@ class Dataset:
         frame.insert(0, "species_name", [self.class_names.get(c, c) for c in self.class_ids])
         return frame
 
-    def metadata(self) -> dict:
-        """The Pl@ntNet-300K per-image metadata (image id -> species_id, split, organ ...)."""
-        if self.json_dir is None or not (self.json_dir / METADATA_FILE).is_file():
-            return {}
-        return _read_json(self.json_dir / METADATA_FILE)
-
 
 class NoValSplit(PlantkitInputError):
     """The dataset has no val split (and none was carved): commands say how to carve one."""
@@ -105,10 +99,11 @@ class NoValSplit(PlantkitInputError):
 
 
 def class_order(class_ids) -> list[str]:
-    """Class ids in index order: numeric ascending when all are numbers, else string order."""
-    ids = list(class_ids)
+    """Class ids in index order (the released weights'): numeric ascending when all are
+    numbers ("01" before "1" if both exist), else string order."""
+    ids = [str(c) for c in class_ids]
     if ids and all(c.isdigit() for c in ids):
-        return sorted(ids, key=int)
+        return sorted(ids, key=lambda c: (int(c), c))
     return sorted(ids)
 
 

@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ import PIL
 from plantkit import __version__
 from plantkit.artifacts import SYNTH_FILE, artifact_lock, replacing_dir
 from plantkit.data.drawing import render
+from plantkit.data.layout import CLASS_INDEX_FILE, METADATA_FILE, NAMES_FILE, class_order
 from plantkit.data.profiles import SPLITS
 from plantkit.data.species import Species, make_species_table, stable_int
 from plantkit.errors import PlantkitInputError
@@ -37,17 +38,6 @@ MIN_IMAGE_SIZE = 16
 JPEG_QUALITY = 90
 PROGRESS_EVERY = 32
 FORMAT = "plantnet300K-v1.1"
-SPECIES_FILE = "plantnet300K_species_id_2_name.json"
-METADATA_FILE = "plantnet300K_metadata.json"
-CLASS_IDX_FILE = "class_idx_to_species_id.json"
-
-
-def class_order(class_ids: Sequence[str]) -> list[str]:
-    """Class ids in class-index order: numeric if all are digits, else text order."""
-    ids = [str(c) for c in class_ids]
-    if ids and all(c.isdigit() for c in ids):
-        return sorted(ids, key=lambda c: (int(c), c))
-    return sorted(ids)
 
 
 def image_id(seed: int, class_id: str, split: str, index: int) -> str:
@@ -218,10 +208,10 @@ def _generate_locked(target: Path, counts: pd.DataFrame, image_size: int, seed: 
         if on_image is not None and pending:
             on_image(pending)
         names = dict(zip(ids, counts["species_name"], strict=True))
-        (tmp / SPECIES_FILE).write_text(dumps(names), encoding="utf-8")
+        (tmp / NAMES_FILE).write_text(dumps(names), encoding="utf-8")
         (tmp / METADATA_FILE).write_text(dumps(metadata), encoding="utf-8")
         class_idx = {str(i): c for i, c in enumerate(ids)}
-        (tmp / CLASS_IDX_FILE).write_text(dumps(class_idx), encoding="utf-8")
+        (tmp / CLASS_INDEX_FILE).write_text(dumps(class_idx), encoding="utf-8")
         summary = _summary(counts, species, image_size, seed)
         (tmp / SYNTH_FILE).write_text(
             json.dumps(summary, sort_keys=True, indent=2) + "\n", encoding="utf-8"
@@ -230,11 +220,7 @@ def _generate_locked(target: Path, counts: pd.DataFrame, image_size: int, seed: 
 
 
 __all__ = [
-    "CLASS_IDX_FILE",
-    "METADATA_FILE",
-    "SPECIES_FILE",
     "SYNTH_FILE",
-    "class_order",
     "draw_image",
     "generate_dataset",
     "image_id",
