@@ -94,7 +94,7 @@ def combine(
         typer.Option(
             "--within",
             help="Cascade: least cost within EPS of the full average's val "
-            "top-1 (a fraction; default 0.005).",
+            "top-1 (a fraction) \\[default: 0.005, unless --budget].",
             rich_help_panel=Panel.CASCADE,
         ),
     ] = None,
@@ -171,6 +171,7 @@ def combine(
         list[str] | None,
         typer.Option(
             "--cost",
+            metavar="<name=gflops>",
             help="NAME=GFLOPS: an expert's cost per image (overrides its store); "
             "repeat for several.",
             rich_help_panel=Panel.EXPERTS,

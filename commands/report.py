@@ -25,8 +25,9 @@ def report(
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
+            metavar="PATH",
             help="Store files, expert/combination folders or artifacts roots "
-            "(default: every store under ARTIFACTS/experts and ARTIFACTS/combos).",
+            "\\[default: every store under ARTIFACTS/experts and ARTIFACTS/combos].",
             rich_help_panel=Panel.INPUTS,
         ),
     ] = None,
@@ -34,8 +35,9 @@ def report(
         list[Split] | None,
         typer.Option(
             "--split",
-            help="Split to report; repeat for several (default: every split the "
-            "stores hold except train).",
+            metavar="<train|val|test>",
+            help="Split to report; repeat for several \\[default: every split the "
+            "stores hold except train].",
             rich_help_panel=Panel.INPUTS,
         ),
     ] = None,
@@ -53,7 +55,7 @@ def report(
         typer.Option(
             "--expert",
             help="Expert or combination of the per-species table and its "
-            "--worst/--best (default: the best by top-1).",
+            "--worst/--best \\[default: the best by top-1].",
             rich_help_panel=Panel.INPUTS,
         ),
     ] = None,
@@ -61,6 +63,7 @@ def report(
         list[str] | None,
         typer.Option(
             "--species",
+            metavar="<id|name>",
             help="Only this species (class id or name) in the per-species "
             "table; repeat for several. Implies --per-class.",
             rich_help_panel=Panel.SPECIES,
@@ -70,6 +73,7 @@ def report(
         int | None,
         typer.Option(
             "--worst",
+            metavar="<int>",
             min=1,
             help="Only the N species of lowest accuracy. Implies --per-class.",
             rich_help_panel=Panel.SPECIES,
@@ -79,6 +83,7 @@ def report(
         int | None,
         typer.Option(
             "--best",
+            metavar="<int>",
             min=1,
             help="Only the N species of highest accuracy. Implies --per-class.",
             rich_help_panel=Panel.SPECIES,
@@ -105,6 +110,7 @@ def report(
         int,
         typer.Option(
             "--bootstrap",
+            metavar="<int>",
             min=0,
             help="Bootstrap resamples for 95 % intervals of top-1 and macro top-1 (0: none).",
             rich_help_panel=Panel.METRICS,
@@ -141,6 +147,7 @@ def report(
         int | None,
         typer.Option(
             "--workers",
+            metavar="<int>",
             min=1,
             help="Processes evaluating stores (1: this one) \\[default: one per core, at most 4].",
             rich_help_panel=Panel.HARDWARE,
