@@ -3,81 +3,164 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from plantkit.choices import LOGITS_DTYPES, SPLITS
-from plantkit.commands._cli import PlantkitInputError, console, print_json, settings
+from plantkit.commands._cli import (
+    Panel,
+    PlantkitInputError,
+    choice,
+    console,
+    err_console,
+    print_json,
+    settings,
+    value_of,
+)
+
+Split = choice("Split", SPLITS)
+Dtype = choice("Dtype", LOGITS_DTYPES)
 
 
 def predict(
-    expert: str = typer.Option(
-        ..., "--expert", help="Expert name (its folder under ARTIFACTS/experts)."
-    ),
-    split: list[str] = typer.Option(
-        ["val", "test"], "--split", help="Split to predict; repeat for several."
-    ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset root \\[default: the one the expert was trained on]."
-    ),
-    features: bool = typer.Option(
-        False, "--features", help="Also store penultimate features (float16, for the router)."
-    ),
-    dtype: str = typer.Option("float32", "--dtype", help="Stored logits: float32 or float16."),
-    resize: int | None = typer.Option(
-        None, "--resize", help="Shorter image side before the centre crop, for this run "
-        "\\[default: the one the expert was trained or imported with; else 8/7 of the crop, "
-        "as 256 for 224]."
-    ),
-    crop: int | None = typer.Option(
-        None, "--crop", help="Side of the square centre crop the expert sees, for this run; "
-        "at most the resize, and a size the network runs at (CNNs take any) \\[default: the "
-        "expert's input size]."
-    ),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per batch."),
-    workers: int = typer.Option(2, "--workers", help="Image-loading processes."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    expert: Annotated[
+        str,
+        typer.Option(
+            "--expert",
+            help="Expert name (its folder under ARTIFACTS/experts).",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ],
+    split: Annotated[
+        list[Split] | None,
+        typer.Option(
+            "--split",
+            metavar="<train|val|test>",
+            help="Split to predict; repeat for several \\[default: val and test].",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset root \\[default: the one the expert was trained on].",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ] = None,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features",
+            help="Also store penultimate features (float16, for the router).",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
+    dtype: Annotated[
+        Dtype,
+        typer.Option(
+            "--dtype", help="Precision of the stored logits.", rich_help_panel=Panel.OUTPUT
+        ),
+    ] = Dtype.float32,
+    resize: Annotated[
+        int | None,
+        typer.Option(
+            "--resize",
+            help="Shorter image side before the centre crop, for this run "
+            "\\[default: the one the expert was trained or imported with; else 8/7 of the crop, "
+            "as 256 for 224].",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            "--crop",
+            help="Side of the square centre crop the expert sees, for this run; "
+            "at most the resize, and a size the network runs at (CNNs take any) \\[default: the "
+            "expert's input size].",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.HARDWARE)
+    ] = 64,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Image-loading processes \\[default: one per core, at most 4].",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
 ) -> None:
     """Predict dataset splits with an expert into ARTIFACTS/experts/NAME/predictions.h5.
 
     The store records the resize and crop used (attributes resize, input_size)."""
-    from plantkit.artifacts import STORE_FILE, artifact_lock, expert_dir
+    from plantkit.artifacts import expert_dir
+    from plantkit.data.loader_options import check_loader_options
+    from plantkit.models.expert_files import check_expert_folder
 
     # Checked before torch and keras are imported: a bad option is refused at once.
     _check_sizes(resize, crop)
-    splits = list(dict.fromkeys(split))
-    _check_options(splits, dtype, batch_size, workers, data)
+    check_loader_options(batch_size, workers)
+    if data is not None and not data.is_dir():
+        what = "is not a folder" if data.exists() else "does not exist"
+        raise PlantkitInputError(f"dataset root {data} {what}")
+    splits = list(dict.fromkeys(value_of(s) for s in split or (Split.val, Split.test)))
     folder = expert_dir(settings.artifacts_root, expert)
-    _check_expert_folder(folder)
+    # The loader's own checks (expert.json, the weights and their sha256), torch-free; the
+    # loader's second pass does not hash the weights again.
+    check_expert_folder(folder)
 
-    from plantkit.predict import load_for_prediction, predict_to_store
+    from plantkit.predict import predict_expert
     from plantkit.progress import progress_bar
     from plantkit.store import open_store
 
-    with artifact_lock(folder):  # before reading: no train or import may change it meanwhile
-        model, dataset, recorded = load_for_prediction(
-            folder, data=data, artifacts=settings.artifacts_root
-        )
-        resize = recorded if resize is None else resize
-        total = sum(len(dataset.splits[s]) for s in splits if s in dataset.splits)
-        with progress_bar(f"predicting {', '.join(splits)}", total=total,
-                          disable=quiet) as advance:
-            store_path = predict_to_store(
-                model, dataset, splits, folder / STORE_FILE, name=expert, features=features,
-                dtype=dtype, batch_size=batch_size, workers=workers, resize=resize,
-                crop=crop, append=True, on_batch=advance,
-            )
+    store_path = predict_expert(
+        folder,
+        splits,
+        data=data,
+        artifacts=settings.artifacts_root,
+        features=features,
+        dtype=value_of(dtype),
+        batch_size=batch_size,
+        workers=workers,
+        resize=resize,
+        crop=crop,
+        progress=lambda description, total: progress_bar(description, total, disable=quiet),
+        warn=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+    )
     with open_store(store_path) as store:
         rows = {s: store.num_rows(s) for s in splits}
+        skipped = {s: len(store.skipped_paths(s)) for s in splits}
         attrs = store.attrs
     used = {"resize": attrs.get("resize"), "crop": attrs.get("input_size")}
     if as_json:
-        print_json({"expert": expert, "store": str(store_path), "rows": rows, **used})
+        print_json(
+            {
+                "expert": expert,
+                "store": str(store_path),
+                "rows": rows,
+                "skipped_corrupt": skipped,
+                **used,
+            }
+        )
     elif not quiet:
         counts = ", ".join(f"{s} {n:,}" for s, n in rows.items())
-        console.print(f"predicted {counts} images (resize {used['resize']}, crop "
-                      f"{used['crop']}) -> {store_path}", highlight=False, soft_wrap=True)
+        console.print(
+            f"predicted {counts} images (resize {used['resize']}, crop "
+            f"{used['crop']}) -> {store_path}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _check_sizes(resize: int | None, crop: int | None) -> None:
@@ -90,36 +173,3 @@ def _check_sizes(resize: int | None, crop: int | None) -> None:
             f"--crop ({crop}) must not exceed --resize ({resize}): the crop is taken from the "
             "image resized to that shorter side"
         )
-
-
-# Which of the SPLITS a dataset holds is checked once it is opened.
-
-
-def _check_options(splits: list[str], dtype: str, batch_size: int, workers: int,
-                   data: Path | None) -> None:
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise PlantkitInputError(
-            f"--split {unknown[0]!r} is unknown: use {', '.join(SPLITS)}"
-        )
-    if dtype not in LOGITS_DTYPES:
-        raise PlantkitInputError(f"--dtype {dtype!r} is unknown: use float32 or float16")
-    if batch_size < 1:
-        raise PlantkitInputError(f"--batch-size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise PlantkitInputError(f"--workers must be 0 or more, got {workers}")
-    if data is not None:
-        if not data.exists():
-            raise PlantkitInputError(f"dataset root {data} does not exist")
-        if not data.is_dir():
-            raise PlantkitInputError(f"dataset root {data} is not a folder")
-
-
-def _check_expert_folder(folder: Path) -> None:
-    """The messages of plantkit.predict.load_for_prediction and read_expert_json, early."""
-    from plantkit.artifacts import EXPERT_FILE
-
-    if not folder.is_dir():
-        raise PlantkitInputError(f"no expert folder {folder}: train or import it first")
-    if not (folder / EXPERT_FILE).is_file():
-        raise PlantkitInputError(f"{folder} is not an expert folder: no {EXPERT_FILE}")

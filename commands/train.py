@@ -287,7 +287,7 @@ def train(
         print_json(summary)
     elif not quiet:
         console.print(
-            f"expert {summary['name']}: best epoch {summary['best_epoch'] + 1}, "
+            f"expert {summary['expert']}: best epoch {summary['best_epoch'] + 1}, "
             f"val top-1 {100 * summary['val_top1']:.2f}%, test top-1 "
             f"{100 * summary['test_top1']:.2f}% -> {run_dir}",
             highlight=False,
@@ -328,8 +328,8 @@ def _summary(run_dir: Path) -> dict:
 
     state = read_state(run_dir / CHECKPOINTS_DIR)
     summary = {
-        "name": run_dir.name,
-        "directory": str(run_dir),
+        "expert": run_dir.name,
+        "folder": str(run_dir),
         "best_epoch": state["best_epoch"],
         "val_top1": state["best_value"],
     }

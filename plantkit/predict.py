@@ -2,12 +2,20 @@
 
 Outputs go straight from each batch into the store's preallocated datasets: memory stays
 at one batch whatever the split's size (Keras's `model.predict` would hold every output).
+
+Corrupt images follow training's rule (plantkit.data.loading): up to 1 % of a split is
+skipped and announced in one warning line; more refuses the split and stores nothing. The
+skipped images' rows are dropped (the store's datasets shrink in place at the end, block by
+block) and their paths recorded in the store (`Store.skipped_paths`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +84,7 @@ def predict_to_store(
     crop: int | None = None,
     append: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Write `expert`'s logits (and with `features` its penultimate features) for `splits`.
 
@@ -86,8 +95,14 @@ def predict_to_store(
     input size; another size must be one the network runs at), with the expert's
     normalisation; the store's attributes record the resize, the crop (`input_size`) and the
     GFLOPs at that crop. `on_batch(n)` is called with each batch's size.
+
+    Corrupt images: more than 1 % of a split's images (or all of them) refuses it
+    (PlantkitInputError) and nothing is stored; fewer are left out of the store (their paths
+    recorded: `Store.skipped_paths(split)`) and announced, once the store is written, in one
+    line (`plantkit.data.loading.skipped_corrupt_line`, as training's) passed to `warn`
+    (default: printed on stderr).
     """
-    from plantkit.data.loading import make_loader
+    from plantkit.data.loading import make_loader, skipped_corrupt_line
     from plantkit.store import StoreWriter
 
     store_path = Path(store_path)
@@ -117,6 +132,7 @@ def predict_to_store(
              "params": int(info["params"]), "gflops": gflops,
              "input_size": int(spec.crop), "resize": int(spec.resize)}
     train_counts = np.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
+    passes = []  # (split, the tally of its pass): what the warning line counts
     # The expert's folder is the artifact: one writer of it at a time (train holds it already).
     with artifact_lock(store_path.parent), \
             StoreWriter(store_path, name=name or store_path.parent.name, kind="expert",
@@ -128,7 +144,8 @@ def predict_to_store(
                                  workers=workers)
             out = writer.create_split(split, n_rows=len(rows), num_classes=num_classes,
                                       dtype=dtype,
-                                      feature_dim=info["feature_dim"] if features else None)
+                                      feature_dim=info["feature_dim"] if features else None,
+                                      skippable=True)
             predicted = np.zeros(len(rows), dtype=bool)
             for images, _labels, indices in loader:
                 logits, feats = expert.predict_batch(images, features=features)
@@ -137,13 +154,24 @@ def predict_to_store(
                 predicted[indices] = True
                 if on_batch is not None:
                     on_batch(len(indices))
-            if not predicted.all():
-                missing = [rows.paths[i] for i in np.flatnonzero(~predicted)[:3]]
+            # The loader has refused the split if more than 1 % of it was corrupt.
+            skipped = np.flatnonzero(~predicted)
+            if len(skipped) == len(rows):  # (the loader's limit refuses this already)
                 raise PlantkitInputError(
-                    f"{int((~predicted).sum())} image(s) of the {split} split could not be "
-                    f"decoded ({', '.join(missing)} ...); no predictions were stored: repair or "
-                    "remove them"
+                    f"no image of the {split} split could be decoded; no predictions were "
+                    f"stored: list them with `{loader.last_pass.verify_command}`"
                 )
+            if len(skipped):
+                out.skip_unwritten([rows.paths[i] for i in skipped])
+                if on_batch is not None:
+                    on_batch(len(skipped))  # read too: the progress ends at the split's size
+            passes.append((split, loader.last_pass))
+    line = skipped_corrupt_line(f"predicting {', '.join(splits)}", passes)
+    if line is not None:
+        if warn is not None:
+            warn(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
     return store_path
 
 
@@ -171,24 +199,38 @@ def predict_expert(
     features: bool = False,
     dtype: str = "float32",
     batch_size: int = 64,
-    workers: int = 2,
+    workers: int | None = None,
     resize: int | None = None,
     crop: int | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    progress: Callable[[str, int], AbstractContextManager[Callable[[int], None]]] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Recompute the predictions of the expert in `expert_dir` into its store; return the store.
 
-    See `load_for_prediction` for the dataset chosen and refused, and the resize used
-    unless `resize` is given; `crop` overrides the expert's input size for this run. Other
-    splits already in the store are kept.
+    What `plantkit predict` runs. See `load_for_prediction` for the dataset chosen and
+    refused, and the resize used unless `resize` is given; `crop` overrides the expert's
+    input size for this run. Other splits already in the store are kept. `workers` None:
+    `plantkit.choices.default_workers()`. `progress(description, total)`, if given, is
+    entered once the images to read are known and yields `advance(n)` (e.g.
+    `plantkit.progress.progress_bar`).
     """
-    expert, dataset, recorded = load_for_prediction(expert_dir, data=data, artifacts=artifacts)
-    return predict_to_store(
-        expert, dataset, splits, Path(expert_dir) / STORE_FILE, name=Path(expert_dir).name,
-        features=features, dtype=dtype, batch_size=batch_size, workers=workers,
-        resize=recorded if resize is None else resize, crop=crop, append=True,
-        on_batch=on_batch,
-    )
+    from plantkit.choices import default_workers
+
+    expert_dir = Path(expert_dir)
+    # One writer of the expert folder: nothing may change it between reading and writing.
+    with artifact_lock(expert_dir):
+        expert, dataset, recorded = load_for_prediction(expert_dir, data=data,
+                                                        artifacts=artifacts)
+        total = sum(len(dataset.splits[s]) for s in splits if s in dataset.splits)
+        with (progress(f"predicting {', '.join(splits)}", total) if progress is not None
+              else contextlib.nullcontext(None)) as advance:
+            return predict_to_store(
+                expert, dataset, splits, expert_dir / STORE_FILE, name=expert_dir.name,
+                features=features, dtype=dtype, batch_size=batch_size,
+                workers=default_workers() if workers is None else workers,
+                resize=recorded if resize is None else resize, crop=crop, append=True,
+                on_batch=advance, warn=warn,
+            )
 
 
 def load_for_prediction(
@@ -206,12 +248,11 @@ def load_for_prediction(
     predict_to_store then uses `default_resize`).
     """
     from plantkit.data.layout import open_dataset
-    from plantkit.models.expert import load_expert, read_expert_json
+    from plantkit.models.expert import load_expert
+    from plantkit.models.expert_files import check_expert_folder
 
     expert_dir = Path(expert_dir)
-    if not expert_dir.is_dir():
-        raise PlantkitInputError(f"no expert folder {expert_dir}: train or import it first")
-    document = read_expert_json(expert_dir)
+    document = check_expert_folder(expert_dir)
     training = _training_record(expert_dir)
     if data is None and training is not None:
         data = training["dataset"]["root"]

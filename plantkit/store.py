@@ -50,6 +50,10 @@ CORE_ATTRS = frozenset(
 # split's paths as an attribute of its group.
 CLASS_IDS_SHA256 = "class_ids_sha256"
 PATHS_SHA256 = "paths_sha256"
+# Images of a split that could not be decoded and have no row (docs/store.md): a dataset
+# of the split group, with the sha256 of its strings as a group attribute.
+SKIPPED_PATHS = "skipped_paths"
+SKIPPED_PATHS_SHA256 = "skipped_paths_sha256"
 
 # At most 1 MiB per chunk: a chunk fits HDF5's default 1 MiB chunk cache while a split is
 # filled batch by batch (a larger cache measured no faster), and a reader of a few rows
@@ -146,24 +150,33 @@ def _decode_attrs(raw: h5py.AttributeManager) -> dict:
 
 
 class SplitWriter:
-    """Preallocated datasets of one split, filled by `write` in any row order."""
+    """Preallocated datasets of one split, filled by `write` in any row order.
+
+    Paths are held in memory (one string per row) and written when the store is completed.
+    A split created `skippable` may end with `skip_unwritten`: its rows never written are
+    dropped (the others keep their order) and recorded as skipped images.
+    """
 
     def __init__(self, group: h5py.Group, name: str, n_rows: int, num_classes: int,
-                 dtype: str, feature_dim: int | None):
+                 dtype: str, feature_dim: int | None, skippable: bool = False):
         self.name = name
         self.n_rows = n_rows
         self.num_classes = num_classes
         self.dtype = np.dtype(dtype)
         self.feature_dim = feature_dim
+        self.skippable = skippable
+        self.skipped: list[str] = []
         self._written = np.zeros(n_rows, dtype=bool)
         self._group = group
-        self._logits = _create_checked(group, "logits", (n_rows, num_classes), self.dtype)
-        self._labels = _create_checked(group, "labels", (n_rows,), np.dtype(np.int64))
-        self._paths = group.create_dataset("paths", shape=(n_rows,), dtype=_STRINGS)
+        self._logits = _create_checked(group, "logits", (n_rows, num_classes), self.dtype,
+                                       resizable=skippable)
+        self._labels = _create_checked(group, "labels", (n_rows,), np.dtype(np.int64),
+                                       resizable=skippable)
+        self._paths = np.full(n_rows, "", dtype=object)
         self._features = None
         if feature_dim is not None:
             self._features = _create_checked(group, "features", (n_rows, feature_dim),
-                                             np.dtype(FEATURES_DTYPE))
+                                             np.dtype(FEATURES_DTYPE), resizable=skippable)
 
     @property
     def rows_written(self) -> int:
@@ -225,7 +238,7 @@ class SplitWriter:
             return
         self._logits[start:stop] = stored_logits
         self._labels[start:stop] = labels
-        self._paths[start:stop] = np.array(paths, dtype=object)
+        self._paths[start:stop] = [str(p) for p in paths]
         if stored_features is not None:
             self._features[start:stop] = stored_features
         self._written[start:stop] = True
@@ -249,10 +262,46 @@ class SplitWriter:
             )
         return values.astype(dtype, copy=False)
 
+    def skip_unwritten(self, skipped_paths: Sequence[str]) -> None:
+        """Drop the rows never written, keeping the others' order, and record
+        `skipped_paths` (one per dropped row) as the split's skipped images.
+
+        For images that could not be read: call it once, after the last `write`, on a split
+        created with `skippable=True`. The kept rows move up in place, block by block, and
+        the datasets shrink: memory stays at one block.
+        """
+        if not self.skippable:
+            raise RuntimeError(f"split {self.name!r} was not created skippable")
+        skipped = [str(p) for p in skipped_paths]
+        kept = np.flatnonzero(self._written)
+        if len(skipped) != self.n_rows - len(kept):
+            raise RuntimeError(
+                f"split {self.name!r}: {len(skipped)} skipped paths for "
+                f"{self.n_rows - len(kept)} rows never written"
+            )
+        if len(kept) < self.n_rows:
+            first = int(np.argmin(self._written))
+            for dataset in (self._logits, self._labels, self._features):
+                if dataset is not None:
+                    _compact(dataset, self._written, first, len(kept))
+            self._paths = self._paths[kept]
+            self.n_rows = len(kept)
+            self._written = np.ones(len(kept), dtype=bool)
+        self.skipped = skipped
+
     def _seal(self) -> None:
-        """Record the sha256 of the paths as written (the datasets carry fletcher32)."""
+        """Write the paths (and any skipped paths) with their sha256 (the other datasets
+        carry fletcher32)."""
+        paths = self._group.create_dataset("paths", shape=(self.n_rows,), dtype=_STRINGS)
+        if self.n_rows:
+            paths[:] = self._paths
         if _verify:
-            self._group.attrs[PATHS_SHA256] = strings_sha256(self._paths.asstr()[()])
+            self._group.attrs[PATHS_SHA256] = strings_sha256(self._paths.tolist())
+        if self.skipped:
+            self._group.create_dataset(SKIPPED_PATHS, data=np.array(self.skipped, dtype=object),
+                                       dtype=_STRINGS)
+            if _verify:
+                self._group.attrs[SKIPPED_PATHS_SHA256] = strings_sha256(self.skipped)
 
     def _check_complete(self) -> None:
         if self._written.all():
@@ -272,18 +321,39 @@ def _chunks(n_rows: int, width: int, dtype: np.dtype) -> tuple[int, int] | None:
 
 
 def _create_checked(group: h5py.Group, name: str, shape: tuple, dtype: np.dtype,
-                    data=None) -> h5py.Dataset:
+                    data=None, resizable: bool = False) -> h5py.Dataset:
     """A dataset chunked with HDF5's fletcher32 checksum (empty ones stay contiguous: they
-    hold nothing to check); without checksums, as before, when verification is off."""
+    hold nothing to check); without checksums, as before, when verification is off.
+    `resizable`: its rows may be cut (SplitWriter.skip_unwritten), so it is chunked."""
     if len(shape) == 2:
         chunks = _chunks(shape[0], shape[1], dtype)
     else:
         chunks = (min(shape[0], _MAX_VECTOR_CHUNK),) if shape[0] else None
-    if not _verify:
+    resizable = resizable and chunks is not None
+    if not _verify and not resizable:
         chunks = chunks if len(shape) == 2 else None
     checked = _verify and chunks is not None
+    maxshape = (None, *shape[1:]) if resizable else None
     return group.create_dataset(name, shape=shape, dtype=dtype, data=data, chunks=chunks,
-                                fletcher32=checked)
+                                fletcher32=checked, maxshape=maxshape)
+
+
+def _compact(dataset: h5py.Dataset, keep: np.ndarray, first: int, n_kept: int) -> None:
+    """Move the rows where `keep` (from row `first` on) up to close the gaps, in blocks of
+    whole chunks, then cut the dataset to `n_kept` rows. Every write lands below the block
+    being read, so no row is overwritten before it is moved."""
+    row_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
+    chunk = dataset.chunks[0]
+    block = max(1, 4 * _CHUNK_BYTES // max(1, row_bytes) // chunk) * chunk  # about 4 MiB
+    dest = first
+    for start in range(first, len(keep), block):
+        stop = min(len(keep), start + block)
+        mask = keep[start:stop]
+        if mask.any():
+            values = dataset[start:stop][mask]
+            dataset[dest:dest + len(values)] = values
+            dest += len(values)
+    dataset.resize(n_kept, axis=0)
 
 
 class StoreWriter:
@@ -349,8 +419,12 @@ class StoreWriter:
             self.train_counts = previous.train_counts
 
     def create_split(self, split: str, *, n_rows: int, num_classes: int | None = None,
-                     dtype: str = "float32", feature_dim: int | None = None) -> SplitWriter:
-        """Preallocate a split's datasets; fill them with the returned writer's `write`."""
+                     dtype: str = "float32", feature_dim: int | None = None,
+                     skippable: bool = False) -> SplitWriter:
+        """Preallocate a split's datasets; fill them with the returned writer's `write`.
+
+        `skippable`: rows that cannot be computed (corrupt images) may be left out with the
+        writer's `skip_unwritten` (the datasets are then created resizable)."""
         if self._file is None:
             raise RuntimeError("StoreWriter.create_split must be called inside its with-block")
         check_name(split, "split name")
@@ -371,7 +445,8 @@ class StoreWriter:
             raise PlantkitInputError(f"split {split!r}: feature_dim must be >= 1")
         group = self._file["splits"].create_group(split)
         writer = SplitWriter(group, split, int(n_rows), len(self.class_ids), dtype,
-                             None if feature_dim is None else int(feature_dim))
+                             None if feature_dim is None else int(feature_dim),
+                             skippable=skippable)
         self._splits[split] = writer
         return writer
 
@@ -441,6 +516,7 @@ class StoreWriter:
             stop = start + len(logits)
             features = None if feature_dim is None else old.features(split, slice(start, stop))
             writer.write(start, logits, labels[start:stop], paths[start:stop], features)
+        writer.skipped = old.skipped_paths(split)  # kept with the rows they are missing from
 
 
 def _checked_train_counts(train_counts, class_ids: Sequence[str]) -> np.ndarray:
@@ -622,6 +698,19 @@ class Store:
             expected = dataset.parent.attrs.get(PATHS_SHA256)
         self._check_sha256(paths, expected, what)
         return paths
+
+    def skipped_paths(self, split: str) -> list[str]:
+        """Paths of the split's images that could not be decoded and have no row (empty when
+        none were skipped, or in stores written before skipping existed)."""
+        group = self._group(split)
+        what = f"the skipped paths of split {split!r}"
+        with self._reading(what):
+            if SKIPPED_PATHS not in group:
+                return []
+            skipped = list(group[SKIPPED_PATHS].asstr()[()])
+            expected = group.attrs.get(SKIPPED_PATHS_SHA256)
+        self._check_sha256(skipped, expected, what)
+        return skipped
 
     def logits(self, split: str, rows: slice | None = None) -> np.ndarray:
         """All logits of a split (N x C float32), or those of a row slice."""

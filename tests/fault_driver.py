@@ -213,12 +213,12 @@ def scenario_combine(work: Path, every: int) -> dict:
 
 # --- synth --overwrite -------------------------------------------------------------------------
 
-def _synth(target: Path, seed: int, force: bool = True):
+def _synth(target: Path, seed: int, overwrite: bool = True):
     from plantkit.data.profiles import make_profile
     from plantkit.data.synth import generate_dataset
 
     generate_dataset(target, make_profile("uniform", classes=2, scale=0.002), image_size=32,
-                     seed=seed, force=force)
+                     seed=seed, overwrite=overwrite)
 
 
 def _fingerprint(target: Path) -> str | None:
@@ -232,14 +232,14 @@ def _fingerprint(target: Path) -> str | None:
 
 def scenario_synth(work: Path, every: int) -> dict:
     reference = work / "reference" / "ds"
-    _synth(reference, seed=1, force=False)
+    _synth(reference, seed=1, overwrite=False)
     old = _fingerprint(reference)
     steps = count_steps(lambda: _synth(reference, seed=2), work)
     new = _fingerprint(reference)
     outcomes = []
     for n in range(1, len(steps) + 1, every):
         target = work / f"kill{n}" / "ds"
-        _synth(target, seed=1, force=False)
+        _synth(target, seed=1, overwrite=False)
         killed = in_child(lambda target=target: _synth(target, seed=2), fault_at=n)
         seen = _fingerprint(target)
         rerun = in_child(lambda target=target: _synth(target, seed=2))

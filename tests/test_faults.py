@@ -80,7 +80,7 @@ def test_combine_killed_at_any_step_leaves_only_complete_combinations(tmp_path):
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "two-renames"])
-def test_synth_force_killed_at_any_step_keeps_the_old_or_the_new_dataset(tmp_path, exchange):
+def test_synth_overwrite_killed_at_any_step_keeps_the_old_or_the_new_dataset(tmp_path, exchange):
     env = {} if exchange else {"PLANTKIT_NO_EXCHANGE": "1"}
     result = driver("synth", tmp_path, env=env)
     assert result["old_differs"]

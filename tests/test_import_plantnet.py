@@ -11,8 +11,10 @@ import timm
 import torch
 import torchvision
 
+from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD
 from plantkit.errors import PlantkitInputError
-from plantkit.models.expert import IMAGENET_MEAN, IMAGENET_STD, load_expert, read_expert_json
+from plantkit.models.expert import load_expert
+from plantkit.models.expert_files import read_expert_json
 from plantkit.models.plantnet_import import import_plantnet_checkpoint
 
 CLASSES = 1081
@@ -111,8 +113,8 @@ def test_cli_imports_a_checkpoint_and_refuses_a_bad_one_in_one_line(tmp_path):
     bad = tmp_path / "broken.tar"
     bad.write_bytes(b"this is not a checkpoint")
     # Both at once: each start-up mostly waits on importing torch and keras.
-    good_run = _cli(tmp_path / "art", ckpt, "--arch", "resnet18", "--name", "r18", "--json")
-    bad_run = _cli(tmp_path / "art", bad, "--arch", "resnet18", "--name", "broken")
+    good_run = _cli(tmp_path / "art", ckpt, "--arch", "resnet18", "--expert", "r18", "--json")
+    bad_run = _cli(tmp_path / "art", bad, "--arch", "resnet18", "--expert", "broken")
     good_out, good_err = good_run.communicate(timeout=300)
     bad_out, bad_err = bad_run.communicate(timeout=300)
 

@@ -118,7 +118,7 @@ def test_authors_checkpoint_predicts_the_logits_of_their_eval_loop(
     artifacts = tmp_path / "art"
     code, out, err = cli("--artifacts", artifacts, "import", "plantnet", ckpt, "--arch",
                          "resnet18", "--num-classes", CLASSES, "--resize", 72, "--crop", 64,
-                         "--normalization", "plantnet300k", "--name", "mine", "--json")
+                         "--normalization", "plantnet300k", "--expert", "mine", "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["config"]["input_size"] == 64
@@ -153,7 +153,7 @@ def test_predict_resize_and_crop_override_the_recorded_ones_for_one_run(
     artifacts = tmp_path / "art"
     code, _, err = cli("--artifacts", artifacts, "import", "plantnet", ckpt, "--arch",
                        "resnet18", "--num-classes", CLASSES, "--mean", ",".join(map(str,
-                       THEIR_MEAN)), "--std", ",".join(map(str, THEIR_STD)), "--name", "mine")
+                       THEIR_MEAN)), "--std", ",".join(map(str, THEIR_STD)), "--expert", "mine")
     assert code == 0, err
     folder = artifacts / "experts" / "mine"
     before = (folder / "expert.json").read_bytes()
@@ -192,7 +192,7 @@ def test_default_import_records_the_released_weights_preprocessing(
     ckpt, _ = authors_checkpoint
     artifacts = tmp_path / "art"
     code, out, err = cli("--artifacts", artifacts, "import", "plantnet", ckpt, "--arch",
-                         "resnet18", "--num-classes", CLASSES, "--name", "plain", "--json")
+                         "resnet18", "--num-classes", CLASSES, "--expert", "plain", "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["config"]["input_size"] == 224
@@ -230,7 +230,7 @@ def test_bad_import_values_exit_2_in_one_line_and_write_nothing(
     ckpt, _ = authors_checkpoint
     artifacts = tmp_path / "art"
     line = refused("--artifacts", artifacts, "import", "plantnet", ckpt, "--arch", "resnet18",
-                   "--num-classes", CLASSES, "--name", "bad", *options)
+                   "--num-classes", CLASSES, "--expert", "bad", *options)
     assert named in line
     assert files_under(artifacts) == {}
 
@@ -241,7 +241,7 @@ def imported(tmp_path_factory, authors_checkpoint) -> Path:
     artifacts = tmp_path_factory.mktemp("imported")
     code, _, err = cli("--artifacts", artifacts, "import", "plantnet", authors_checkpoint[0],
                        "--arch", "resnet18", "--num-classes", CLASSES, "--resize", 72, "--crop",
-                       64, "--normalization", "plantnet300k", "--name", "mine")
+                       64, "--normalization", "plantnet300k", "--expert", "mine")
     assert code == 0, err
     return artifacts
 
@@ -275,7 +275,7 @@ def test_a_vit_runs_at_its_own_size_only(data_64, tmp_path):
     torch.save({"epoch": 0, "model": vit.state_dict(), "optimizer": {}}, ckpt)
     artifacts = tmp_path / "art"
     base = ["--artifacts", artifacts, "import", "plantnet", ckpt, "--arch", "test_vit3",
-            "--num-classes", CLASSES, "--name", "vit"]
+            "--num-classes", CLASSES, "--expert", "vit"]
     line = refused(*base)  # the default crop, 224
     assert "--crop 224" in line and "test_vit3" in line
     assert files_under(artifacts) == {}

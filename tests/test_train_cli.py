@@ -229,13 +229,13 @@ def test_rare_species_options_combine(data_root, tmp_path):
                          "--json", *TINY)
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["name"] == "test_resnet" and 0.0 <= summary["test_top1"] <= 1.0
+    assert summary["expert"] == "test_resnet" and 0.0 <= summary["test_top1"] <= 1.0
     saved = json.loads((tmp_path / "experts" / "test_resnet" / "train_config.json").read_text())
     assert (saved["config"]["augment_below"], saved["config"]["sampler"],
             saved["config"]["loss"]) == (36, "inverse", "weighted")
 
 
-def test_predict_stores_nothing_when_images_are_corrupt(trained, data_root, tmp_path):
+def test_predict_stores_nothing_when_over_1_percent_is_corrupt(trained, data_root, tmp_path):
     import shutil
 
     from plantkit.data.layout import open_dataset

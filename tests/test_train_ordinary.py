@@ -112,9 +112,9 @@ def test_val_carved_from_train_is_recorded_resumed_and_predicted_on(no_val, tmp_
 def test_verify_command_reopens_a_carved_dataset(no_val, forty_five):
     carved = open_dataset(no_val, val_from_train=0.2, seed=3)
     assert verify_command(carved) == (
-        f"plantkit data inspect {no_val} --val-from-train 0.2 --seed 3 --verify")
+        f"plantkit data inspect --data {no_val} --val-from-train 0.2 --val-seed 3 --verify")
     assert verify_command(open_dataset(forty_five)) == (
-        f"plantkit data inspect {forty_five} --verify")
+        f"plantkit data inspect --data {forty_five} --verify")
 
 
 # --- a final batch of one image ---------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_one_corrupt_image_in_150_warns_once_per_epoch(one_fifty, tmp_path):
     for epoch, line in enumerate(warnings, 1):
         assert f"epoch {epoch}/2 skipped 1 corrupt image (1 of 150 train images)" in line
         assert str(victim) in line
-        assert f"plantkit data inspect {root} --verify" in line
+        assert f"plantkit data inspect --data {root} --verify" in line
     rows = read_history_rows(tmp_path.joinpath("a", *RUN, "history.csv"))
     assert [int(r["corrupt_images"]) for r in rows] == [1, 1]
 
@@ -213,7 +213,7 @@ def test_31_percent_corrupt_stops_with_exit_2_and_a_rerun_is_not_blocked(forty_f
     line = refused("--artifacts", artifacts, "train", "--data", bad, "--epochs", 1,
                    "--batch-size", 16, *TINY)
     assert line.startswith("error: 14 of 45 images read are corrupt, more than 1%: ")
-    assert f"`plantkit data inspect {bad} --verify`" in line
+    assert f"`plantkit data inspect --data {bad} --verify`" in line
     # The failed run wrote train_config.json in epoch 0; it leaves nothing behind.
     assert not artifacts.joinpath(*RUN).exists()
     code, _, err = cli("--artifacts", artifacts, "train", "--data", forty_five, "--epochs", 1,

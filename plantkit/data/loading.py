@@ -36,6 +36,7 @@ from torch.utils.data import Dataset as TorchDataset
 from plantkit.choices import SAMPLERS
 from plantkit.data.decode import open_image
 from plantkit.data.layout import Dataset
+from plantkit.data.loader_options import check_loader_options
 from plantkit.data.transforms import (
     TransformSpec,
     eval_transform,
@@ -84,7 +85,7 @@ class CorruptImageTally:
         min_seen: int = MIN_SEEN_BEFORE_CHECK,
         mid_pass_p: float = MID_PASS_P,
         *,
-        verify_command: str = "plantkit data inspect ROOT --verify",
+        verify_command: str = "plantkit data inspect --data ROOT --verify",
     ) -> None:
         self.max_fraction = max_fraction
         self.min_seen = min_seen
@@ -131,6 +132,24 @@ class CorruptImageTally:
         )
 
 
+def skipped_corrupt_line(when: str, passes: Sequence[tuple[str, CorruptImageTally]]
+                         ) -> str | None:
+    """The one warning line for the corrupt images skipped `when` ("epoch 2/5", "predicting
+    val, test"): how many of each split's images, the first files, and the command that lists
+    them all; None when `passes` ((split, tally of its pass) pairs) skipped none. Training
+    and prediction both announce skipped images with it."""
+    passes = [(split, tally) for split, tally in passes if tally.corrupt]
+    if not passes:
+        return None
+    total = sum(tally.corrupt for _, tally in passes)
+    counts = ", ".join(f"{tally.corrupt} of {tally.seen} {split}" for split, tally in passes)
+    files = "; ".join(tally.named_files() for _, tally in passes)
+    command = passes[0][1].verify_command
+    return (f"warning: {when} skipped {total} corrupt image{'s' if total != 1 else ''} "
+            f"({counts} images): {files}; list them all with `{command}`, then remove or "
+            "replace them")
+
+
 def verify_command(dataset: Dataset) -> str:
     """The `plantkit data inspect ... --verify` command line that lists `dataset`'s corrupt
     images (with the --val-from-train that carved its val split, if any)."""
@@ -138,8 +157,8 @@ def verify_command(dataset: Dataset) -> str:
 
     carve = ""
     if dataset.val_from_train is not None:
-        carve = f" --val-from-train {dataset.val_from_train:g} --seed {dataset.val_seed}"
-    return f"plantkit data inspect {shlex.quote(str(dataset.root))}{carve} --verify"
+        carve = f" --val-from-train {dataset.val_from_train:g} --val-seed {dataset.val_seed}"
+    return f"plantkit data inspect --data {shlex.quote(str(dataset.root))}{carve} --verify"
 
 
 def inverse_frequency_sampler(
@@ -382,10 +401,7 @@ def _check_options(
         )
     if len(dataset.splits[split]) == 0:
         raise PlantkitInputError(f"split {split!r} of {dataset.root} has no images")
-    if batch_size < 1:
-        raise PlantkitInputError(f"--batch-size must be at least 1, got {batch_size}")
-    if workers < 0:
-        raise PlantkitInputError(f"--workers must be 0 or more, got {workers}")
+    check_loader_options(batch_size, workers)
     if sampler not in SAMPLERS:
         raise PlantkitInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if sampler != "none" and not train:

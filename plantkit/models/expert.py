@@ -20,7 +20,6 @@ import torch
 from plantkit.artifacts import (
     EXPERT_FILE,
     WEIGHTS_FILE,
-    read_json,
     sha256_bytes,
     write_bytes,
     write_text,
@@ -28,10 +27,16 @@ from plantkit.artifacts import (
 from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD
 from plantkit.errors import PlantkitInputError
 from plantkit.models import checkpoints, registry
-from plantkit.models.flops import count_gflops, count_params
 
-EXPERT_FORMAT = "plantkit-expert"
-EXPERT_FORMAT_VERSION = 1
+# What an expert folder must hold lives torch-free, so the CLI checks it before torch loads.
+from plantkit.models.expert_files import (
+    EXPERT_FORMAT,
+    EXPERT_FORMAT_VERSION,
+    check_expert_folder,
+    check_expert_weights,
+    read_expert_json,
+)
+from plantkit.models.flops import count_gflops, count_params
 
 
 @keras.saving.register_keras_serializable(package="plantkit", name="Expert")
@@ -270,28 +275,12 @@ def save_expert(
     return directory
 
 
-def read_expert_json(directory: str | PathLike) -> dict:
-    """The content of an expert folder's ``expert.json`` (config, info, class_ids ...)."""
-    path = Path(directory) / EXPERT_FILE
-    if not path.is_file():
-        raise PlantkitInputError(f"{Path(directory)} is not an expert folder: no {EXPERT_FILE}")
-    document = read_json(path, "an expert description")
-    if document.get("format") != EXPERT_FORMAT:
-        raise PlantkitInputError(f"{path} is not a plantkit expert description")
-    if document.get("format_version", 0) > EXPERT_FORMAT_VERSION:
-        raise PlantkitInputError(f"{path} was written by a newer plantkit; upgrade plantkit")
-    return document
-
-
 def load_expert(directory: str | PathLike) -> Expert:
     """The expert saved in `directory` by save_expert, with its weights and stored info."""
     directory = Path(directory)
-    document = read_expert_json(directory)
+    document = check_expert_folder(directory)  # the weights' sha256 too (once per process)
     expert = Expert.from_config(document["config"])
-    state, _ = checkpoints.read_checkpoint(
-        directory / WEIGHTS_FILE, sha256=document.get("weights_sha256"),
-        fix=f"the expert {directory} is damaged: train, import or copy it again",
-    )
+    state, _ = checkpoints.read_checkpoint(directory / WEIGHTS_FILE)
     checkpoints.load_backbone_state(expert.backbone, state, classifier=expert.classifier_name,
                                     num_classes=expert.config["num_classes"],
                                     origin=str(directory / WEIGHTS_FILE))
@@ -316,10 +305,8 @@ def load_weights(expert: Expert, path: str | PathLike) -> None:
                 f"expert {path} is a {config['arch']} with {config['num_classes']:,} classes; "
                 f"this one is a {mine['arch']} with {mine['num_classes']:,}"
             )
-        state, _ = checkpoints.read_checkpoint(
-            path / WEIGHTS_FILE, sha256=document.get("weights_sha256"),
-            fix=f"the expert {path} is damaged: train, import or copy it again")
-        path = path / WEIGHTS_FILE
+        path = check_expert_weights(path, document)
+        state, _ = checkpoints.read_checkpoint(path)
     else:
         state, _ = checkpoints.read_checkpoint(path)
     checkpoints.load_backbone_state(expert.backbone, state, classifier=expert.classifier_name,

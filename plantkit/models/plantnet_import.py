@@ -19,8 +19,10 @@ from os import PathLike
 from pathlib import Path
 
 from plantkit.artifacts import EXPERT_FILE, artifact_lock, check_name, replacing_dir
-from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD, SOURCES
+from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD, SOURCES  # noqa: F401  (re-exported)
 from plantkit.errors import PlantkitInputError
+from plantkit.models.arch_names import resolve_arch
+from plantkit.models.expert_files import check_file
 
 # This module imports neither torch nor keras at its top (they come with the import itself):
 # `plantkit import plantnet` checks its options first.
@@ -135,23 +137,20 @@ def parse_triple(option: str, value: Sequence[float] | str) -> tuple[float, ...]
 
 
 def check_checkpoint_path(ckpt_path: str | PathLike) -> None:
-    """Refuse a checkpoint path that is no file (plantkit.models.checkpoints' message)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise PlantkitInputError(f"checkpoint {path} does not exist")
+    """Refuse a checkpoint that cannot be read whole: missing, a folder, empty, unreadable."""
+    check_file(ckpt_path, "checkpoint")
 
 
 def check_import_options(ckpt_path: str | PathLike, arch: str, *, name: str | None = None,
                          experts_dir: str | PathLike, num_classes: int = 1081,
                          source: str | None = None, overwrite: bool = False) -> None:
     """What import_plantnet_checkpoint refuses without torch: the checkpoint file, --source,
-    --num-classes, the expert name and a protected target folder. Whether timm or torchvision
-    knows `arch` is checked by the import itself (the registry needs them)."""
-    name = check_name(name or default_expert_name(arch), "expert name (--name)")
+    --num-classes, the expert name, a protected target folder, and an --arch that neither
+    timm nor torchvision (nor `source`) knows."""
+    name = check_name(name or default_expert_name(arch), "expert name (--expert)")
     _check_free(Path(experts_dir) / name, overwrite)
     check_checkpoint_path(ckpt_path)
-    if source is not None and source not in SOURCES:
-        raise PlantkitInputError(f"unknown source '{source}': use one of {', '.join(SOURCES)}")
+    resolve_arch(arch, source)  # --source too; reads the names without importing timm
     if int(num_classes) < 1:
         raise PlantkitInputError(f"number of classes must be at least 1, got {num_classes}")
 
@@ -181,7 +180,7 @@ def import_plantnet_checkpoint(
     The folder appears complete or not at all. Returns the folder.
     """
     prep = preprocessing if preprocessing is not None else import_preprocessing()
-    name = check_name(name or default_expert_name(arch), "expert name (--name)")
+    name = check_name(name or default_expert_name(arch), "expert name (--expert)")
     target = Path(experts_dir) / name
     _check_free(target, overwrite)
     check_checkpoint_path(ckpt_path)
@@ -216,7 +215,8 @@ def _check_free(target: Path, overwrite: bool) -> None:
     if target.exists() and not overwrite:
         what = "an expert" if (target / EXPERT_FILE).is_file() else "a folder"
         raise PlantkitInputError(
-            f"{target} already holds {what}; pass --overwrite to replace it or choose --name"
+            f"{target} already holds {what}; pass --overwrite to replace it, or choose another "
+            "--expert"
         )
 
 

@@ -314,6 +314,11 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
     notes = [f"no {split} split in the store" for split in chosen if split not in held]
     if "val" not in store.splits and held:
         notes.append(f"no val split: average-{AVERAGE_K} needs thresholds fitted on val")
+    for split in held:
+        skipped = len(store.skipped_paths(split))
+        if skipped:
+            notes.append(f"{skipped} corrupt {split} image{'s' if skipped != 1 else ''} "
+                         "skipped when predicting: not in the store, nor in its scores")
     gflops = _number(attrs.get("gflops"))
     if gflops is None:
         notes.append("no gflops attribute: cost unknown")

@@ -18,18 +18,28 @@ from plantkit.artifacts import (
     CHECKPOINTS_DIR,
     EPOCH_DIR_PREFIX,
     EXPERT_FILE,
+    EXPERTS_DIR,
     HISTORY_FILE,
     TRAIN_CONFIG_FILE,
     check_name,
     expert_dir,
     is_visible,
-    read_json,
 )
-from plantkit.choices import LOGITS_DTYPES, SAMPLERS, default_workers
+from plantkit.choices import LOGITS_DTYPES, LOSSES, SAMPLERS, default_workers
 from plantkit.errors import PlantkitInputError
+from plantkit.models.arch_names import resolve_arch
+from plantkit.models.expert_files import check_expert_folder, check_file, read_expert_json
 
 DEFAULT_ARCH = "resnet18"
-LOSSES = ("ce", "weighted")
+
+
+# The `plantkit train` option of a TrainConfig field where it is not --field-name.
+_OPTION_OF_FIELD = {"name": "--expert", "predict_dtype": "--dtype"}
+
+
+def option_of(field_name: str) -> str:
+    """The command-line option that sets TrainConfig field `field_name`, for messages."""
+    return _OPTION_OF_FIELD.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 @dataclass
@@ -45,7 +55,9 @@ class TrainConfig:
     name: str | None = None  # None: the architecture
     pretrained: bool = False  # timm/torchvision ImageNet weights from the local cache
     weights: str | None = None  # a weights file to start from; another head is replaced
-    init_from: str | None = None  # a plantkit expert folder or a Pl@ntNet-300K checkpoint
+    # A plantkit expert folder, a Pl@ntNet-300K checkpoint file, or the name of an expert under
+    # ARTIFACTS/experts (run_dir_of replaces a name by its folder, which the run records).
+    init_from: str | None = None
     epochs: int = 30
     batch_size: int = 32
     lr: float = 0.01
@@ -91,7 +103,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     """Check ranges and choices up front, before any file is touched."""
     def positive(name, value):
         if value is None or value <= 0:
-            raise PlantkitInputError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise PlantkitInputError(f"{option_of(name)} must be positive, got {value}")
 
     for name in ("epochs", "batch_size", "lr", "resize", "crop"):
         positive(name, getattr(config, name))
@@ -128,7 +140,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
     if config.resume and config.overwrite:
         raise PlantkitInputError("pass --resume or --overwrite, not both")
-    starts = [f"--{name.replace('_', '-')}" for name in ("pretrained", "weights", "init_from")
+    starts = [option_of(name) for name in ("pretrained", "weights", "init_from")
               if getattr(config, name)]
     if len(starts) > 1:
         raise PlantkitInputError(
@@ -140,12 +152,40 @@ def validate(config: TrainConfig) -> TrainConfig:
         )
     if config.weights is not None and not Path(config.weights).is_file():
         raise PlantkitInputError(f"--weights {config.weights} is not a file")
-    if config.init_from is not None and not Path(config.init_from).exists():
-        raise PlantkitInputError(
-            f"--init-from {config.init_from} does not exist: give a plantkit expert folder "
-            "or a Pl@ntNet-300K checkpoint file"
-        )
+    if config.arch is not None:
+        resolve_arch(config.arch)  # an unknown name, with close names, before timm loads
+    # --init-from may name an expert: it is checked with ARTIFACTS, by resolve_init_from.
     return config
+
+
+def resolve_init_from(artifacts: Path, init_from: str | None) -> str | None:
+    """--init-from as a path: an existing file or folder as given, else the folder of the
+    expert of that name under ARTIFACTS/experts. Either is checked as its loader will (an
+    expert folder's expert.json and weights, a checkpoint file's readability)."""
+    if init_from is None:
+        return None
+    path = Path(init_from)
+    if not path.exists():
+        folder = expert_dir(artifacts, init_from) if _is_name(init_from) else None
+        if folder is None or not (folder / EXPERT_FILE).is_file():
+            raise PlantkitInputError(
+                f"--init-from {init_from}: no such file or folder, and no expert {init_from} "
+                f"under {Path(artifacts) / EXPERTS_DIR}"
+            )
+        path = folder
+    if path.is_dir():
+        check_expert_folder(path)
+    else:
+        check_file(path, "--init-from checkpoint")
+    return str(path)
+
+
+def _is_name(text: str) -> bool:
+    try:
+        check_name(text)
+    except PlantkitInputError:
+        return False
+    return True
 
 
 def check_data_root(config: TrainConfig) -> None:
@@ -161,27 +201,22 @@ def check_data_root(config: TrainConfig) -> None:
 
 def init_expert_arch(config: TrainConfig) -> str | None:
     """The architecture of the --init-from expert folder (None: no folder given), read from
-    its expert.json without loading it; plantkit.models.expert checks the document in full."""
+    its expert.json without loading it (run resolve_init_from first: a name is no folder)."""
     if not (config.init_from and Path(config.init_from).is_dir()):
         return None
-    path = Path(config.init_from) / EXPERT_FILE
-    if not path.is_file():
-        raise PlantkitInputError(
-            f"{Path(config.init_from)} is not an expert folder: no {EXPERT_FILE}"
-        )
-    document = read_json(path, "an expert description")
-    arch = (document.get("config") or {}).get("arch") if isinstance(document, dict) else None
-    return arch if isinstance(arch, str) else None
+    return read_expert_json(config.init_from)["config"]["arch"]
 
 
-def run_dir_of(artifacts: Path, config: TrainConfig, *,
-               init_arch: Callable[[TrainConfig], str | None] = init_expert_arch) -> Path:
+def run_dir_of(artifacts: Path, config: TrainConfig) -> Path:
     """The run's folder ARTIFACTS/experts/<name>; the name (given, or the architecture) is
-    checked. `init_arch` reads the --init-from expert's architecture."""
+    checked. Resolves `config.init_from` in place first (resolve_init_from), as this is the
+    first step that knows ARTIFACTS, and the name may come from that expert's architecture;
+    plantkit train and train_expert both call it before anything is written."""
+    config.init_from = resolve_init_from(artifacts, config.init_from)
     if config.name is not None:
-        return expert_dir(artifacts, check_name(config.name, "expert name (--name)"))
-    name = config.arch or init_arch(config) or DEFAULT_ARCH
-    return expert_dir(artifacts, check_name(name, "expert name (the architecture; pass --name)"))
+        return expert_dir(artifacts, check_name(config.name, "expert name (--expert)"))
+    name = config.arch or init_expert_arch(config) or DEFAULT_ARCH
+    return expert_dir(artifacts, check_name(name, "expert name (the architecture; pass --expert)"))
 
 
 # What a fresh run writes before its first epoch is committed (see plantkit.training.fit).
@@ -224,7 +259,7 @@ def check_run_dir(run_dir: Path, config: TrainConfig, *,
     if config.resume:
         if not exists:
             raise PlantkitInputError(
-                f"--resume: there is no run to resume at {run_dir}; check --name (default: the "
+                f"--resume: there is no run to resume at {run_dir}; check --expert (default: the "
                 "architecture), or drop --resume to start training"
             )
         if not has_resume_point(checkpoints) or not (run_dir / TRAIN_CONFIG_FILE).is_file():
@@ -239,6 +274,6 @@ def check_run_dir(run_dir: Path, config: TrainConfig, *,
     if exists and not config.overwrite and not holds_only_an_unfinished_attempt(run_dir):
         raise PlantkitInputError(
             f"{run_dir} already exists: pass --resume to continue its training, --overwrite "
-            "to replace it, or --name to train another expert"
+            "to replace it, or --expert to train another expert"
         )
     return None

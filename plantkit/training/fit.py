@@ -56,6 +56,7 @@ from plantkit.training.config import (  # noqa: F401
     RESUMABLE_CHANGES,
     SAMPLERS,
     TrainConfig,
+    option_of,
     validate,
 )
 
@@ -142,15 +143,8 @@ def _holds_only_an_unfinished_attempt(run_dir: Path) -> bool:
 
 
 def _run_dir(artifacts: Path, config: TrainConfig) -> Path:
-    return _config.run_dir_of(artifacts, config, init_arch=_init_expert_arch)
-
-
-def _init_expert_arch(config: TrainConfig) -> str | None:
-    if config.init_from and Path(config.init_from).is_dir():
-        from plantkit.models.expert import read_expert_json
-
-        return read_expert_json(config.init_from)["config"]["arch"]
-    return None
+    # Also turns an --init-from expert name into its folder, which train_config.json records.
+    return _config.run_dir_of(artifacts, config)
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig) -> Path | None:
@@ -171,9 +165,9 @@ def _resumed_config(run_dir: Path, requested: TrainConfig, given: set[str] | Non
             continue
         if name in requested_values and requested_values[name] != previous_values.get(name):
             raise PlantkitInputError(
-                f"--resume: --{name.replace('_', '-')} {requested_values[name]} differs from "
+                f"--resume: {option_of(name)} {requested_values[name]} differs from "
                 f"the interrupted run's {previous_values.get(name)}; drop it, or train a new "
-                "expert with --name"
+                "expert with --expert"
             )
     changes = {name: requested_values[name] for name in RESUMABLE_CHANGES}
     if given is not None:
@@ -288,7 +282,7 @@ def _build_expert(config: TrainConfig, dataset):
 
 
 def _check_init_expert(expert, init: Path, config: TrainConfig, dataset) -> None:
-    from plantkit.models.expert import read_expert_json
+    from plantkit.models.expert_files import read_expert_json
 
     expert_config = expert.config
     if expert_config["num_classes"] != dataset.num_classes:

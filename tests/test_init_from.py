@@ -1,0 +1,141 @@
+"""`train --init-from` takes an expert folder, a checkpoint file, or the name of an expert
+under ARTIFACTS/experts; a name becomes that folder, which the run records (so --resume
+finds the same start)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import plantkit  # noqa: F401  (torch backend first)
+
+import keras  # isort: skip
+import pytest
+import torch
+from cli_helpers import one_torch_thread  # noqa: F401 (an autouse fixture)
+
+from plantkit.data.layout import open_dataset
+from plantkit.data.profiles import make_profile
+from plantkit.data.synth import generate_dataset
+from plantkit.errors import PlantkitInputError
+from plantkit.training.config import TrainConfig, resolve_init_from, run_dir_of
+from plantkit.training.fit import train_expert
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    counts = make_profile("uniform", classes=3, scale=19 / 9012)  # 3 x (15 train, 2, 2)
+    return generate_dataset(tmp_path_factory.mktemp("data") / "three", counts, image_size=40,
+                            seed=0)
+
+
+@pytest.fixture
+def artifacts(tmp_path, data_root):
+    """ARTIFACTS holding one expert, `base` (a test_resnet of the dataset's classes, random
+    weights of seed 7: not what a fresh run of --seed 0 would draw)."""
+    from plantkit.models.expert import create_expert, save_expert
+
+    dataset = open_dataset(data_root)
+    torch.manual_seed(7)
+    expert = create_expert("test_resnet", dataset.num_classes, input_size=32)
+    save_expert(expert, tmp_path / "art" / "experts" / "base",
+                class_ids=list(dataset.class_ids), fingerprint=dataset.fingerprint)
+    return tmp_path / "art"
+
+
+def tiny(data_root, **changes) -> TrainConfig:
+    values = {"data": str(data_root), "epochs": 1, "resize": 40, "crop": 32, "batch_size": 16,
+              "workers": 0, "lr": 0.05, "milestones": (1,)}
+    return TrainConfig(**{**values, **changes})
+
+
+class StartingWeights(keras.callbacks.Callback):
+    """Keeps the backbone's weights as training begins."""
+
+    def on_train_begin(self, logs=None):
+        self.state = {k: v.detach().cpu().clone()
+                      for k, v in self.model.backbone.state_dict().items()}
+
+
+class InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+
+def test_init_from_an_expert_name_trains_from_its_weights_and_records_its_folder(
+        artifacts, data_root):
+    base = artifacts / "experts" / "base"
+    start = StartingWeights()
+    run_dir = train_expert(tiny(data_root, init_from="base"), artifacts=artifacts, quiet=True,
+                           callbacks=[start])
+    # Named after the architecture of the expert it started from.
+    assert run_dir == artifacts / "experts" / "test_resnet"
+    assert (run_dir / "expert.json").is_file()
+    recorded = json.loads((run_dir / "train_config.json").read_text())["config"]
+    assert recorded["init_from"] == str(base)
+    saved = torch.load(base / "weights.pt", weights_only=True)
+    assert start.state.keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(start.state[key], value), key
+
+
+def test_a_run_started_from_a_name_resumes(artifacts, data_root):
+    config = tiny(data_root, init_from="base", epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_expert(config, artifacts=artifacts, quiet=True,
+                     callbacks=[InterruptAfterFirstEpoch()])
+    run_dir = artifacts / "experts" / "test_resnet"
+    assert not (run_dir / "expert.json").exists()
+    # The same options with --resume (the name again): the recorded folder matches.
+    again = train_expert(tiny(data_root, init_from="base", epochs=2, resume=True),
+                         artifacts=artifacts, quiet=True, given={"init_from", "resume"})
+    assert again == run_dir and (run_dir / "expert.json").is_file()
+
+
+def test_a_path_wins_over_an_expert_of_the_same_name(artifacts, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").write_bytes(b"a checkpoint file named like the expert")
+    assert resolve_init_from(artifacts, "base") == "base"
+    monkeypatch.chdir(artifacts)
+    assert resolve_init_from(artifacts, "base") == str(artifacts / "experts" / "base")
+
+
+def test_run_dir_of_resolves_the_name_in_place(artifacts):
+    config = TrainConfig(init_from="base")
+    assert run_dir_of(artifacts, config) == artifacts / "experts" / "test_resnet"
+    assert config.init_from == str(artifacts / "experts" / "base")
+
+
+@pytest.mark.parametrize("value", ["nobody", "a/b", "experts"])
+def test_neither_a_path_nor_an_expert_is_refused_naming_both(artifacts, value, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "experts" is no path here, and no expert
+    with pytest.raises(PlantkitInputError) as refused:
+        resolve_init_from(artifacts, value)
+    assert str(refused.value) == (f"--init-from {value}: no such file or folder, and no expert "
+                                  f"{value} under {artifacts / 'experts'}")
+
+
+def test_a_folder_without_an_expert_under_the_name_is_refused(artifacts, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (artifacts / "experts" / "attempt").mkdir()  # a killed training's leftovers, say
+    with pytest.raises(PlantkitInputError, match="no expert attempt under"):
+        resolve_init_from(artifacts, "attempt")
+
+
+def test_the_cli_refuses_an_unknown_name_in_one_line_before_torch(tmp_path):
+    code = ("import sys; from plantkit.commands import main; "
+            "sys.argv = ['plantkit', '--artifacts', sys.argv[1], 'train', '--init-from', "
+            "'nobody']\n"
+            "try:\n    main.run()\n"
+            "except SystemExit as exc:\n"
+            "    heavy = [m for m in ('torch', 'keras', 'timm') if m in sys.modules]\n"
+            "    print(exc.code, heavy, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "art")],
+                            capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "2 []", result.stderr
+    assert len(lines) == 2 and "--init-from nobody" in lines[0], lines
