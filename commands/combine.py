@@ -242,6 +242,6 @@ def combine(
     if as_json:
         print_json(result)
         return
-    from plantkit.commands._combine_view import print_combine
+    from plantkit.report.combine_tables import print_combine
 
     print_combine(result, console)

@@ -34,10 +34,11 @@ from plantkit.combine.inputs import open_experts
 from plantkit.combine.logit_adjust import TradeoffCurve, adjust, log_prior, pick_tau
 from plantkit.combine.mixers import CALIBRATED, RAW, ProbMixture
 from plantkit.combine.options import CombineOptions
+from plantkit.combine.refs import MethodRef
 from plantkit.combine.run import run_combine
 from plantkit.combine.stream import stream_outputs
 from plantkit.combine.temperature import fit_temperature
-from plantkit.combine.weighted import accuracy_weights, fit_simplex_weights, mixture_nll
+from plantkit.combine.weighted import accuracy_weights, fit_simplex_weights
 from plantkit.errors import PlantkitInputError
 from plantkit.store import open_store
 
@@ -52,6 +53,11 @@ def _softmax(z):
     z = np.asarray(z, dtype=np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def mixture_nll(true_probs, weights) -> float:
+    """Mean -log sum_m w_m p_m(y|x) over rows (true_probs: rows x experts)."""
+    return float(-np.log(np.asarray(true_probs) @ np.asarray(weights)).mean())
 
 
 def _combo(artifacts, name, split="test"):
@@ -136,14 +142,15 @@ def test_stream_mixes_chunk_by_chunk_with_shared_softmaxes(tmp_path):
     """At T = 1 the raw and calibrated softmaxes are one array, normalised once; rows come
     in chunks of 7 (the last one short) and every mixer sees every chunk."""
     make_experts(tmp_path, DEFAULT_SPECS[:2], n_val=30, n_test=20)
-    mixers = [ProbMixture("raw", [0.5, 0.5], RAW, NUM_CLASSES),
-              ProbMixture("calibrated", [0.25, 0.75], CALIBRATED, NUM_CLASSES)]
+    mixers = [ProbMixture(MethodRef("average", "raw"), [0.5, 0.5], RAW, NUM_CLASSES),
+              ProbMixture(MethodRef("weighted", "calibrated"), [0.25, 0.75], CALIBRATED,
+                          NUM_CLASSES)]
     outputs = {}
     with open_experts(tmp_path) as experts:
         names = experts.names  # sorted: small, tiny
         stream_outputs(experts, mixers, np.ones(2), order=[1, 0], chunk_rows=7,
-                       emit=lambda name, split, rows, out: outputs.setdefault(
-                           (name, split), []).append((rows.start, out.copy())))
+                       emit=lambda ref, split, rows, out: outputs.setdefault(
+                           (ref.name, split), []).append((rows.start, out.copy())))
     assert [start for start, _ in outputs["raw", "test"]] == [0, 7, 14]
     probs = [_softmax(_expert_logits(tmp_path, n, "test")) for n in names]
     for name, expected in (("raw", 0.5 * probs[0] + 0.5 * probs[1]),
@@ -195,13 +202,24 @@ def test_weighted_run_weights_on_the_simplex(experts_root):
 
 
 def test_accuracy_weights_run(tmp_path):
-    make_experts(tmp_path, DEFAULT_SPECS[:3], n_val=60, n_test=40)
+    """Hand-built stores right on 30, 45 and 15 of 60 val rows: the weights are those counts
+    over their sum, whatever the test rows say."""
+    labels = {"val": np.sort(np.arange(60) % NUM_CLASSES),
+              "test": np.sort(np.arange(40) % NUM_CLASSES)}
+    hits = {"a": 30, "b": 45, "c": 15}
+    for name, n_right in hits.items():
+        logits = {}
+        for split, y in labels.items():
+            z = np.zeros((len(y), NUM_CLASSES), dtype=np.float32)
+            right = np.arange(len(y)) < (n_right if split == "val" else len(y) // 2)
+            z[np.arange(len(y)), np.where(right, y, (y + 1) % NUM_CLASSES)] = 3.0
+            logits[split] = z
+        write_expert(tmp_path, ExpertSpec(name, strength=0.0), labels, 0, logits=logits)
     result = run_combine(tmp_path, CombineOptions(weighted=True, weight_by="accuracy"))
     params = result["combinations"][0]["params"]
-    top1 = {e["name"]: e["val_top1"] for e in result["experts"]}
-    total = sum(top1.values())
-    for name, weight in params["weights"].items():
-        assert weight == pytest.approx(top1[name] / total)
+    assert params["rule"] == "accuracy"
+    assert params["val_top1"] == pytest.approx({"a": 0.5, "b": 0.75, "c": 0.25})
+    assert params["weights"] == pytest.approx({"a": 30 / 90, "b": 45 / 90, "c": 15 / 90})
 
 
 # --- greedy ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ right expert, load balancing, top-k, cost accounting, determinism, bad input."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -56,7 +57,9 @@ def true_class_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def accuracy(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((router.mix(list(probs), weights).argmax(axis=1) == labels).mean())
+    """Top-1 of sum_m w_m p_m (weights N x M, probs M x N x C), by plain numpy."""
+    mixed = np.einsum("nm,mnc->nc", np.asarray(weights, dtype=np.float64), probs)
+    return float((mixed.argmax(axis=1) == labels).mean())
 
 
 def split_val_test(case, n_val: int):
@@ -160,19 +163,60 @@ def test_expected_gflops_after_top_one():
     assert router.expected_gflops(top_one, GFLOPS, 2) == pytest.approx(4 + (1 + 1 + 0 + 0) / 4)
 
 
-def test_mix_by_hand_and_skips_unused_experts():
-    first = np.array([[0.6, 0.4], [0.1, 0.9]])
-    second = np.array([[0.2, 0.8], [0.5, 0.5]])
-    weights = np.array([[0.25, 0.75], [1.0, 0.0]])
-    np.testing.assert_allclose(router.mix([first, second], weights),
-                               [[0.3, 0.7], [0.1, 0.9]], rtol=1e-6)
-    # top-1 drops expert 1 from row 1 and renormalises row 0 to expert 1 alone
-    np.testing.assert_allclose(router.mix([first, second], weights, top_k=1),
-                               [[0.2, 0.8], [0.1, 0.9]], rtol=1e-6)
-    only_first = np.array([[1.0, 0.0], [1.0, 0.0]])
-    np.testing.assert_allclose(router.mix([first, None], only_first), first, rtol=1e-6)
-    with pytest.raises(PlantkitInputError, match="expert 1 has nonzero weights"):
-        router.mix([first, None], weights)
+def _top_k_by_hand(weights: np.ndarray, k: int | None) -> np.ndarray:
+    if k is None:
+        return weights
+    kept = np.zeros_like(weights)
+    for i, row in enumerate(weights):
+        largest = sorted(range(len(row)), key=lambda m: (-row[m], m))[:k]
+        kept[i, largest] = row[largest] / row[largest].sum()
+    return kept
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_production_router_mixing_is_the_weighted_sum(tmp_path, top_k):
+    """What `plantkit combine --router` streams equals sum_m w_m p_m computed here: on val
+    with the cross-fitted weights, on test with the mean of the fold routers' weights (top-k
+    applied by hand), p_m each expert's softmax at its fitted temperature."""
+    from combine_helpers import make_experts
+
+    from plantkit.combine.build import build_mixers
+    from plantkit.combine.fit import fit_on_val, plan_call
+    from plantkit.combine.inputs import open_experts
+    from plantkit.combine.options import CombineOptions
+    from plantkit.combine.stream import stream_outputs
+
+    make_experts(tmp_path, n_val=120, n_test=90)
+    options = CombineOptions(router=True, top_k=top_k,
+                             router_settings=dict(folds=2, max_epochs=3, hidden=16)).validate()
+    outputs = {}
+    with open_experts(tmp_path) as experts:
+        plan = plan_call(experts, options)
+        fitted = fit_on_val(experts, plan,
+                            lambda what, total: contextlib.nullcontext(lambda n=1: None))
+        mixers = build_mixers(experts, plan, fitted)
+        stream_outputs(experts, mixers, fitted.temperatures, order=plan.order, chunk_rows=50,
+                       emit=lambda ref, split, rows, out: outputs.setdefault(
+                           split, []).append(out.copy()))
+        probs = {split: [] for split in ("val", "test")}
+        for m, store in enumerate(experts.stores):
+            for split in probs:
+                z = store.logits(split).astype(np.float64) / fitted.temperatures[m]
+                e = np.exp(z - z.max(axis=1, keepdims=True))
+                probs[split].append(e / e.sum(axis=1, keepdims=True))
+        features = experts.stores[plan.order[0]].features("test")
+    folds = fitted.route.fit.fold_routers
+    assert len(folds) == 2 and fitted.route.input_expert == plan.order[0]
+    dense = np.mean([fold.weights(features) for fold in folds], axis=0).astype(np.float64)
+    weights = {"val": np.asarray(fitted.route.val_weights, dtype=np.float64),
+               "test": _top_k_by_hand(dense, top_k)}
+    if top_k is not None:
+        assert ((weights["val"] > 0).sum(axis=1) <= top_k).all()
+        assert ((weights["test"] > 0).sum(axis=1) == top_k).all()
+    for split, w in weights.items():
+        expected = np.einsum("nm,mnc->nc", w, np.stack(probs[split]))
+        np.testing.assert_allclose(np.exp(np.concatenate(outputs[split])), expected,
+                                   rtol=1e-4, atol=1e-6)
 
 
 def test_confidence_inputs_by_hand():
@@ -215,7 +259,5 @@ def test_bad_inputs_raise_plantkit_input_error():
         router.expected_gflops(WEIGHTS, GFLOPS, 3)
     with pytest.raises(PlantkitInputError, match="unknown"):
         router.expected_gflops(WEIGHTS, [1.0, math.nan, 4.0], 0)
-    with pytest.raises(PlantkitInputError, match="2 experts' probabilities for 3"):
-        router.mix(list(p[:2]), true)
     with pytest.raises(PlantkitInputError, match="same rows"):
         router.confidence_inputs([p[0], p[1][:-1]])

@@ -66,31 +66,9 @@ def fit_cascade(conf, correct, cum_costs, *, within: float | None = None,
     conf = np.asarray(conf, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     cum_costs = np.asarray(cum_costs, dtype=np.float64)
-    n_rows, n_stages = conf.shape
-    if (within is None) == (budget is None):
-        raise ValueError("give exactly one of within and budget")
+    n_stages = conf.shape[1]
     full_top1 = float(correct[:, -1].mean())
-    if within is not None:
-        if not within >= 0:
-            raise PlantkitInputError(f"--within {within}: give a top-1 margin >= 0, e.g. 0.005")
-        floor = full_top1 - within
-
-        def key(point):  # feasible first, then least cost, then best top-1
-            top1, cost = point
-            return (top1 < floor - 1e-12, cost, -top1)
-    else:
-        if not budget > 0:
-            raise PlantkitInputError(f"--budget {budget}: give GFLOPs per image > 0")
-        if cum_costs[0] > budget + 1e-12:
-            raise PlantkitInputError(
-                f"--budget {budget:g}: the cheapest expert alone costs {cum_costs[0]:g} GFLOPs "
-                "per image; give a larger budget"
-            )
-
-        def key(point):  # feasible first, then best top-1, then least cost
-            top1, cost = point
-            return (cost > budget + 1e-12, -top1, cost)
-
+    key = _objective(full_top1, cum_costs, within, budget)
     quantiles = np.linspace(0.0, 1.0, grid)
     shared = np.unique(np.concatenate([[0.0], np.quantile(conf[:, :-1], quantiles), [NEVER]]))
     curve, best, best_key = [], None, None
@@ -119,6 +97,34 @@ def fit_cascade(conf, correct, cum_costs, *, within: float | None = None,
             break
     top1, cost = cascade_point(conf, correct, thresholds, cum_costs)
     return CascadeFit(thresholds, top1, cost, full_top1, float(cum_costs[-1]), curve)
+
+
+def _objective(full_top1: float, cum_costs: np.ndarray, within: float | None,
+               budget: float | None):
+    """The sort key of a (top-1, cost) point: the best point has the smallest key."""
+    if (within is None) == (budget is None):
+        raise ValueError("give exactly one of within and budget")
+    if within is not None:
+        if not within >= 0:
+            raise PlantkitInputError(f"--within {within}: give a top-1 margin >= 0, e.g. 0.005")
+        floor = full_top1 - within
+
+        def key(point):  # feasible first, then least cost, then best top-1
+            top1, cost = point
+            return (top1 < floor - 1e-12, cost, -top1)
+        return key
+    if not budget > 0:
+        raise PlantkitInputError(f"--budget {budget}: give GFLOPs per image > 0")
+    if cum_costs[0] > budget + 1e-12:
+        raise PlantkitInputError(
+            f"--budget {budget:g}: the cheapest expert alone costs {cum_costs[0]:g} GFLOPs "
+            "per image; give a larger budget"
+        )
+
+    def key(point):  # feasible first, then best top-1, then least cost
+        top1, cost = point
+        return (cost > budget + 1e-12, -top1, cost)
+    return key
 
 
 def _stage_options(conf, correct, cum_costs, thresholds, stage: int, candidates):

@@ -12,6 +12,7 @@ from scipy.linalg.blas import saxpy
 
 from plantkit.combine.logit_adjust import TradeoffCurve, adjust, pick_tau
 from plantkit.combine.probs import log_mixture
+from plantkit.combine.refs import Ref
 from plantkit.metrics import log_softmax
 
 RAW, CALIBRATED, SHIFTED = "raw", "calibrated", "shifted"
@@ -61,17 +62,23 @@ def _axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:
 
 
 class Mixer:
-    """A combination's output. `needs`: the softmax kinds it reads; `experts`: whom it reads.
+    """A combination's output, a reducer over row chunks. `ref`: what the output is; `needs`:
+    the softmax kinds it reads; `experts`: whom it reads; `base`: for a derived mixer, the
+    output it reads instead of the experts.
 
     The pass calls begin(split, n_rows), then per row chunk add(chunk) for each expert in
     `experts` (cheapest first) and finish(rows); after the split's last chunk, drain(split)
     yields outputs it deferred.
     """
 
-    name: str
-    needs: frozenset[str] = frozenset()
-    experts: Sequence[int] = ()
-    base: str | None = None  # a derived mixer reads another mixer's output instead
+    def __init__(self, ref: Ref, needs: frozenset[str] = frozenset(),
+                 experts: Sequence[int] = (), base: Ref | None = None):
+        self.ref, self.needs, self.experts, self.base = ref, needs, list(experts), base
+        self.split: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
 
     def begin(self, split: str, n_rows: int) -> None:
         self.split = split
@@ -89,14 +96,14 @@ class Mixer:
 class ProbMixture(Mixer):
     """sum_m w_m p_m with fixed weights: average, weighted, greedy, temperature."""
 
-    def __init__(self, name: str, weights, kind: str, num_classes: int):
-        self.name, self.kind, self.num_classes = name, kind, num_classes
-        self.weights = np.asarray(weights, dtype=np.float64)
-        self.needs = frozenset({kind})
-        self.experts = [m for m, w in enumerate(self.weights) if w > 0]
+    def __init__(self, ref: Ref, weights, kind: str, num_classes: int):
+        weights = np.asarray(weights, dtype=np.float64)
+        super().__init__(ref, frozenset({kind}), [m for m, w in enumerate(weights) if w > 0])
+        self.kind, self.num_classes, self.weights = kind, num_classes, weights
         used = self.weights[self.experts]
         # Equal weights: add the probabilities and scale the sum once per chunk.
         self.common = float(used[0]) if np.all(used == used[0]) else None
+        self._total: np.ndarray | None = None
 
     def begin(self, split: str, n_rows: int) -> None:
         self.split, self._total = split, None
@@ -118,9 +125,10 @@ class ProbMixture(Mixer):
 class LogitMean(Mixer):
     """softmax of the mean logits (`--space logits`)."""
 
-    def __init__(self, name: str, n_experts: int, num_classes: int):
-        self.name, self.num_classes = name, num_classes
-        self.needs, self.experts = frozenset({SHIFTED}), list(range(n_experts))
+    def __init__(self, ref: Ref, n_experts: int, num_classes: int):
+        super().__init__(ref, frozenset({SHIFTED}), range(n_experts))
+        self.num_classes = num_classes
+        self._total: np.ndarray | None = None
 
     def begin(self, split, n_rows):
         self.split, self._total = split, None
@@ -139,9 +147,10 @@ class LogitMean(Mixer):
 class ExpertOutput(Mixer):
     """One expert's own log-softmax: a base for logit adjustment."""
 
-    def __init__(self, name: str, m: int):
-        self.name, self.m = name, m
-        self.needs, self.experts = frozenset({RAW}), [m]
+    def __init__(self, ref: Ref, m: int):
+        super().__init__(ref, frozenset({RAW}), [m])
+        self.m = m
+        self._out: np.ndarray | None = None
 
     def add(self, chunk):
         self._out = chunk.log_probs_raw()
@@ -154,12 +163,14 @@ class CascadeMixture(Mixer):
     """Cumulative average of calibrated probabilities in stage order; a row's output is the
     average at the first stage whose top-1 probability reaches that stage's threshold."""
 
-    def __init__(self, name: str, order: Sequence[int], thresholds, num_classes: int):
-        self.name, self.order, self.num_classes = name, list(order), num_classes
+    def __init__(self, ref: Ref, order: Sequence[int], thresholds, num_classes: int):
+        super().__init__(ref, frozenset({CALIBRATED}), order)
+        self.order, self.num_classes = list(order), num_classes
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
-        self.needs, self.experts = frozenset({CALIBRATED}), list(order)
         self.stage_of = {m: s for s, m in enumerate(order)}
         self.stops: dict[str, list[np.ndarray]] = {}
+        self._total = self._out = self._stop = None
+        self._next = 0
 
     def begin(self, split, n_rows):
         self.split = split
@@ -202,17 +213,19 @@ class RouterMixture(Mixer):
     inputs), else is None (the weights are known before the experts are read).
     """
 
-    def __init__(self, name: str, n_experts: int, num_classes: int,
+    def __init__(self, ref: Ref, n_experts: int, num_classes: int,
                  weights_for: Callable, needs_all_probs: bool):
-        self.name, self.num_classes = name, num_classes
-        self.needs, self.experts = frozenset({CALIBRATED}), list(range(n_experts))
+        super().__init__(ref, frozenset({CALIBRATED}), range(n_experts))
+        self.num_classes = num_classes
         self.weights_for, self.needs_all_probs = weights_for, needs_all_probs
         self.used_weights: dict[str, list[np.ndarray]] = {}
+        self._probs: dict[int, np.ndarray] = {}
+        self._weights = self._total = None
 
     def begin(self, split, n_rows):
         self.split = split
         self.used_weights[split] = []
-        self._probs: dict[int, np.ndarray] = {}
+        self._probs = {}
         self._weights = self._total = None
 
     def add(self, chunk):
@@ -257,13 +270,16 @@ class LogitAdjusted(Mixer):
     """Another mixer's output adjusted by -tau * log prior; with tau None ('auto') the val
     output waits until the val curve picked tau (the base's val output is kept meanwhile)."""
 
-    def __init__(self, name: str, base: str, prior: np.ndarray, tau: float | None,
+    def __init__(self, ref: Ref, base: Ref, prior: np.ndarray, tau: float | None,
                  target: str, taus: Sequence[float], labels: dict[str, np.ndarray],
                  num_classes: int):
-        self.name, self.base, self.prior, self.tau, self.target = name, base, prior, tau, target
+        super().__init__(ref, base=base)
+        self.prior, self.tau, self.target = prior, tau, target
         self.taus = sorted(set(taus) | ({tau} if tau is not None else set()))
         self.labels, self.num_classes = labels, num_classes
         self.curve: dict | None = None
+        self._curve: TradeoffCurve | None = None
+        self._kept: np.ndarray | None = None
 
     def begin(self, split, n_rows):
         self.split = split

@@ -39,7 +39,3 @@ def log_mixture(mixture: np.ndarray) -> np.ndarray:
     np.maximum(mixture, TINY, out=mixture)
     return np.log(mixture, out=mixture)
 
-
-def true_class_probs(exps: np.ndarray, inv_total: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """p(y_i | x_i) from unnormalised exps and their 1 / row sums."""
-    return exps[np.arange(len(labels)), labels] * inv_total

@@ -12,12 +12,13 @@ import numpy as np
 
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
 from plantkit.combine.mixers import RouterMixture
+from plantkit.combine.refs import Ref
 from plantkit.errors import PlantkitInputError
 
 FEATURES, CONFIDENCES = "features", "confidences"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RouteFit:
     """A fitted router and how it is fed: `input_kind`, and for features the expert whose
     stored features it reads (which then always runs)."""
@@ -65,7 +66,10 @@ def fit(experts: ExpertSet, stats, order, input_kind: str, options) -> RouteFit:
                     np.asarray(fitted.crossfit_val_weights, dtype=np.float32))
 
 
-def mixer(name: str, fitted: RouteFit, experts: ExpertSet) -> RouterMixture:
+def mixer(ref: Ref, fitted: RouteFit, experts: ExpertSet) -> RouterMixture:
+    """The production router mixing: sum_m w_m(x) p_m(x) with the cross-fitted weights on
+    val and the mean of the fold routers' weights (top-k applied) on test."""
+
     def weights_for(split: str, rows: slice, probs_by_expert: dict) -> np.ndarray:
         if split == "val":
             return fitted.val_weights[rows]
@@ -76,7 +80,7 @@ def mixer(name: str, fitted: RouteFit, experts: ExpertSet) -> RouterMixture:
                                      for m in range(experts.size)], axis=1)
         return fitted.fit.weights(inputs)
 
-    return RouterMixture(name, experts.size, experts.num_classes, weights_for,
+    return RouterMixture(ref, experts.size, experts.num_classes, weights_for,
                          needs_all_probs=fitted.input_kind == CONFIDENCES)
 
 

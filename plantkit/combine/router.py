@@ -13,7 +13,8 @@ combination they give is an honest estimate. Test weights (`RouterFit.weights`) 
 mean of the fold routers' weights (no refit on all of val; each fold router was trained on
 (folds - 1) / folds of it).
 
-Public API (used by plantkit.combine.route):
+Public API (used by plantkit.combine.route; the mixing itself, sum_m w_m p_m chunk by
+chunk, is plantkit.combine.mixers.RouterMixture):
 
     fit_router(inputs_val, true_probs_val, *, expert_gflops=None, input_expert=None,
                router_input="features", balance=0.01, top_k=None, folds=5, seed=0,
@@ -24,7 +25,6 @@ Public API (used by plantkit.combine.route):
     RouterFit.weights(inputs) -> N x M      mean of the fold routers, top-k applied
     RouterFit.top_k, RouterFit.params       params: JSON-ready hyperparameters and results
     apply_top_k(weights, k) -> N x M        keep the k largest per row, renormalised
-    mix(prob_chunks, weights, top_k=None)   sum_m w_m p_m for one block of rows
     expert_shares(weights) -> M             fraction of images whose largest weight is m
     expected_gflops(weights, expert_gflops, input_expert=None, router_input="features")
     confidence_inputs(prob_chunks) -> N x 3M  per expert: max prob, margin, entropy
@@ -243,44 +243,6 @@ def apply_top_k(weights, k: int | None) -> np.ndarray:
     return (top / sums).astype(np.float32)
 
 
-def mix(prob_chunks: Sequence[np.ndarray | None], weights, top_k: int | None = None
-        ) -> np.ndarray:
-    """sum_m w_m p_m for one block of rows: n x C float32.
-
-    prob_chunks: per expert, its n x C probabilities of the block, or None for an expert
-    whose weight is 0 on every row of the block (after top-k): it need not run.
-    """
-    weights = apply_top_k(weights, top_k)
-    n_rows, num_experts = weights.shape
-    if len(prob_chunks) != num_experts:
-        raise PlantkitInputError(
-            f"mix: {len(prob_chunks)} experts' probabilities for {num_experts} weight columns"
-        )
-    total = None
-    for m, probs in enumerate(prob_chunks):
-        column = weights[:, m]
-        if probs is None:
-            if column.any():
-                raise PlantkitInputError(
-                    f"mix: expert {m} has nonzero weights but no probabilities were given"
-                )
-            continue
-        probs = np.asarray(probs, dtype=np.float32)
-        if probs.ndim != 2 or probs.shape[0] != n_rows or (
-                total is not None and probs.shape != total.shape):
-            raise PlantkitInputError(
-                f"mix: expert {m}'s probabilities have shape {probs.shape}; expected "
-                f"{n_rows} rows and the same classes as the other experts"
-            )
-        if total is None:
-            total = np.zeros_like(probs)
-        if column.any():
-            total += column[:, None] * probs
-    if total is None:
-        raise PlantkitInputError("mix: no expert's probabilities were given")
-    return total
-
-
 def expert_shares(weights) -> np.ndarray:
     """Fraction of images whose largest weight is expert m (the Switch f_m), length M."""
     weights = _weights_matrix(weights)
@@ -384,6 +346,23 @@ def _check_input_expert(input_expert, num_experts: int) -> None:
 def _check_fit_options(inputs, true_probs, labels_val, expert_gflops, input_expert,
                        router_input, balance, top_k, folds, hidden, dropout,
                        input_dims) -> None:
+    _check_fit_data(inputs, true_probs, labels_val)
+    num_experts = true_probs.shape[1]
+    if router_input not in ROUTER_INPUTS:
+        raise PlantkitInputError(
+            f"--router-input {router_input!r}: use one of {', '.join(ROUTER_INPUTS)}"
+        )
+    if expert_gflops is not None:
+        _gflops_vector(expert_gflops, num_experts)
+    _check_input_expert(input_expert, num_experts)
+    if not balance >= 0:
+        raise PlantkitInputError(f"--balance {balance}: give a weight >= 0")
+    if top_k is not None:
+        apply_top_k(np.full((1, num_experts), 1.0 / num_experts), top_k)
+    _check_model_options(len(true_probs), folds, hidden, dropout, input_dims)
+
+
+def _check_fit_data(inputs, true_probs, labels_val) -> None:
     n_rows, num_experts = true_probs.shape
     if num_experts < 2:
         raise PlantkitInputError(
@@ -400,17 +379,9 @@ def _check_fit_options(inputs, true_probs, labels_val, expert_gflops, input_expe
         )
     if (true_probs < 0).any() or (true_probs > 1 + 1e-6).any():
         raise PlantkitInputError("true-class probabilities must lie in [0, 1]")
-    if router_input not in ROUTER_INPUTS:
-        raise PlantkitInputError(
-            f"--router-input {router_input!r}: use one of {', '.join(ROUTER_INPUTS)}"
-        )
-    if expert_gflops is not None:
-        _gflops_vector(expert_gflops, num_experts)
-    _check_input_expert(input_expert, num_experts)
-    if not balance >= 0:
-        raise PlantkitInputError(f"--balance {balance}: give a weight >= 0")
-    if top_k is not None:
-        apply_top_k(np.full((1, num_experts), 1.0 / num_experts), top_k)
+
+
+def _check_model_options(n_rows, folds, hidden, dropout, input_dims) -> None:
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
         raise PlantkitInputError(f"router folds {folds!r}: give a whole number >= 2")
     if n_rows < MIN_ROWS_PER_FOLD * folds:

@@ -44,48 +44,71 @@ def stream_outputs(experts: ExpertSet, mixers: Sequence[Mixer], temperatures, em
                    order: Sequence[int], chunk_rows: int = 1024, record_conf: bool = False,
                    splits: Sequence[str] = COMBINE_SPLITS,
                    advance: Callable[[int], None] | None = None) -> ExpertRecords:
-    """Run every mixer over the splits, handing each output chunk to emit(name, split, rows,
-    log_probs). Experts are read in `order` (cheapest first for the cascade).
+    """Run every mixer over the splits, handing each output chunk to emit(ref, split, rows,
+    log_probs) (ref: the mixer's plantkit.combine.refs reference). Experts are read in
+    `order` (cheapest first for the cascade).
 
     `record_conf` records every read expert's top-1 probability at T = 1 and at its
     temperature (ECE before and after calibration), computing the softmax at T = 1 even
     where no mixer reads it."""
-    direct = [mixer for mixer in mixers if mixer.base is None]
-    derived = [mixer for mixer in mixers if mixer.base is not None]
-    readers = {m: [x for x in direct if m in x.experts] for m in order}
-    kinds = {m: set().union(*(x.needs for x in readers[m])) for m in order}
-    if record_conf:  # ECE before calibration needs the softmax at T = 1 of every expert
-        kinds = {m: needs | {RAW} for m, needs in kinds.items()}
-    read = [m for m in order if readers[m]]
+    plan = _Plan(experts, mixers, order, temperatures, chunk_rows, record_conf)
     records = ExpertRecords()
     for split in splits:
-        n_rows = experts.num_rows(split)
-        for mixer in mixers:
-            mixer.begin(split, n_rows)
-        # One chunk iterator per expert, advanced in step: each dataset is looked up once.
-        readers_of_split = {m: experts.stores[m].iter_logits(split, chunk_rows) for m in read}
-        for rows in row_chunks(n_rows, chunk_rows):
-            for m in read:
-                _, logits = next(readers_of_split[m])
-                chunk = _expert_chunk(experts, m, split, rows, logits, kinds[m],
-                                      temperatures[m])
-                records.add(split, chunk, record_conf)
-                for mixer in readers[m]:
-                    mixer.add(chunk)
-            outputs = {}
-            for mixer in direct:
-                outputs[mixer.name] = mixer.finish(rows)
-                emit(mixer.name, split, rows, outputs[mixer.name])
-            for mixer in derived:
-                output = mixer.finish(rows, outputs[mixer.base])
-                if output is not None:
-                    emit(mixer.name, split, rows, output)
-            if advance is not None:
-                advance((rows.stop - rows.start) * len(read))
-        for mixer in mixers:
-            for rows, output in mixer.drain(split):
-                emit(mixer.name, split, rows, output)
+        _stream_split(plan, split, emit, records, advance)
     return records
+
+
+class _Plan:
+    """Who reads whom in the pass: the experts read (in order), each one's mixers and the
+    softmax kinds they need; the direct mixers (fed by experts) and the derived ones."""
+
+    def __init__(self, experts: ExpertSet, mixers: Sequence[Mixer], order: Sequence[int],
+                 temperatures, chunk_rows: int, record_conf: bool):
+        self.experts, self.mixers, self.temperatures = experts, list(mixers), temperatures
+        self.chunk_rows, self.record_conf = chunk_rows, record_conf
+        self.direct = [mixer for mixer in self.mixers if mixer.base is None]
+        self.derived = [mixer for mixer in self.mixers if mixer.base is not None]
+        self.readers = {m: [x for x in self.direct if m in x.experts] for m in order}
+        kinds = {m: set().union(*(x.needs for x in self.readers[m])) for m in order}
+        if record_conf:  # ECE before calibration needs the softmax at T = 1 of every expert
+            kinds = {m: needs | {RAW} for m, needs in kinds.items()}
+        self.kinds = kinds
+        self.read = [m for m in order if self.readers[m]]
+
+
+def _stream_split(plan: _Plan, split: str, emit: Emit, records: ExpertRecords,
+                  advance: Callable[[int], None] | None) -> None:
+    experts = plan.experts
+    n_rows = experts.num_rows(split)
+    for mixer in plan.mixers:
+        mixer.begin(split, n_rows)
+    # One chunk iterator per expert, advanced in step: each dataset is looked up once.
+    chunks = {m: experts.stores[m].iter_logits(split, plan.chunk_rows) for m in plan.read}
+    for rows in row_chunks(n_rows, plan.chunk_rows):
+        for m in plan.read:
+            _, logits = next(chunks[m])
+            chunk = _expert_chunk(experts, m, split, rows, logits, plan.kinds[m],
+                                  plan.temperatures[m])
+            records.add(split, chunk, plan.record_conf)
+            for mixer in plan.readers[m]:
+                mixer.add(chunk)
+        _finish_chunk(plan, split, rows, emit)
+        if advance is not None:
+            advance((rows.stop - rows.start) * len(plan.read))
+    for mixer in plan.mixers:
+        for rows, output in mixer.drain(split):
+            emit(mixer.ref, split, rows, output)
+
+
+def _finish_chunk(plan: _Plan, split: str, rows: slice, emit: Emit) -> None:
+    outputs = {}
+    for mixer in plan.direct:
+        outputs[mixer.ref] = mixer.finish(rows)
+        emit(mixer.ref, split, rows, outputs[mixer.ref])
+    for mixer in plan.derived:
+        output = mixer.finish(rows, outputs[mixer.base])
+        if output is not None:
+            emit(mixer.ref, split, rows, output)
 
 
 def _expert_chunk(experts: ExpertSet, m: int, split: str, rows: slice, logits: np.ndarray,

@@ -22,11 +22,6 @@ def accuracy_weights(val_top1) -> np.ndarray:
     return accuracy / total if total > 0 else np.full(accuracy.size, 1.0 / accuracy.size)
 
 
-def mixture_nll(true_probs: np.ndarray, weights: np.ndarray) -> float:
-    """Mean -log sum_m w_m p_m(y|x) over rows; true_probs is rows x experts."""
-    return float(-np.log(np.maximum(true_probs @ weights, _FLOOR)).mean())
-
-
 def fit_simplex_weights(true_probs) -> np.ndarray:
     """Weights on the simplex minimising the val NLL of the mixture sum_m w_m p_m.
 

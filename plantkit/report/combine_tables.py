@@ -1,4 +1,5 @@
-"""Terminal view of `plantkit combine` results: rich tables, one per concern."""
+"""Terminal view of `plantkit combine` results: rich tables, one per concern (the command
+only parses, calls plantkit.combine.run_combine and prints these)."""
 
 from __future__ import annotations
 
