@@ -236,7 +236,10 @@ def _run_app() -> int:
             traceback.print_exc()
         _close_hdf5_files()
         err_console.print(
-            error_line(f"{type(exc).__name__}: {exc} (rerun with --debug)", "unexpected error:"),
+            error_line(
+                f"{type(exc).__name__}: {exc}{'' if settings.debug else ' (rerun with --debug)'}",
+                "unexpected error:",
+            ),
             highlight=False,
             soft_wrap=True,
         )

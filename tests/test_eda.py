@@ -363,7 +363,11 @@ def test_cli_json():
 def test_cli_tables():
     result = _cli("--profile", "plantnet300k")
     assert result.returncode == 0, result.stderr
-    assert "231" in result.stdout and "1081" in result.stdout
+    # The decile table's rows, in order: "10 %" -> 3 classes ... "100 %" -> 1081.
+    rows = re.findall(r"^\W+(\d+) % \W+(\d+) \W+[\d.]+ % \W*$", result.stdout, flags=re.M)
+    assert [(int(d), int(c)) for d, c in rows] == list(zip(range(10, 101, 10), REAL_DECILES))
+    totals = re.search(r"^\W+total\W+([\d,]+)\W", result.stdout, flags=re.M)
+    assert totals and totals.group(1) == "306,146"
 
 
 def test_cli_refuses_root_and_profile_together(tmp_path):
