@@ -124,8 +124,44 @@ def cli_command():
         for param in each.params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            if "Path" in str(getattr(param.type_descriptor, "annotation", "")):
+                param.process_value = _refusing_empty(param.name, param.process_value)
         each.get_help_option = _valueless(each.get_help_option)  # made per call
     return root
+
+
+def _command_path(ctx) -> str:
+    """`plantkit CMD ...` of the command a usage error is about. Click reports some errors
+    (an option missing its value) from the group's context, so the command line decides."""
+    path = getattr(ctx, "command_path", None) or "plantkit"
+    command = typer.main.get_command(app)
+    words = ["plantkit"]
+    for token in sys.argv[1:]:
+        sub = getattr(command, "commands", {}).get(token)
+        if sub is None:
+            continue  # an option or its value
+        command = sub
+        words.append(token)
+    deepest = " ".join(words)
+    return deepest if len(deepest) > len(path) else path
+
+
+def _refusing_empty(name: str, process_value):
+    """An empty path is refused: pathlib reads '' as '.', so `--data ''` (an unset shell
+    variable, say) would silently mean the current folder. An empty environment variable
+    (`PLANTKIT_ARTIFACTS=`) counts as unset."""
+
+    def wrapped(ctx, value):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            source = ctx.get_parameter_source(name)
+            if source is not None and source.name == "ENVIRONMENT":
+                value = None
+            else:
+                raise typer.BadParameter("an empty path; give a file or folder")
+        return process_value(ctx, value)
+
+    return wrapped
 
 
 def _valueless(get_help_option):
@@ -195,7 +231,7 @@ def _run_app() -> int:
     from plantkit.artifacts import environment_error
 
     try:
-        code = cli_command()(standalone_mode=False)
+        code = cli_command()(standalone_mode=False, prog_name="plantkit")
         return code if isinstance(code, int) else 0
     except PlantkitInputError as exc:
         _input_error(exc)
@@ -219,7 +255,7 @@ def _run_app() -> int:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             if hasattr(exc, "format_message") and type(exc).__name__ != "NoArgsIsHelpError":
                 # One line, like every other refusal; --help has the usage.
-                command = getattr(getattr(exc, "ctx", None), "command_path", "plantkit")
+                command = _command_path(getattr(exc, "ctx", None))
                 # Typer 0.29 words a bad choice "Invalid value for '--x': Value error, ...".
                 message = renamed_message(command, exc) or exc.format_message().replace(
                     ": Value error, ", ": "

@@ -367,6 +367,16 @@ case("global-artifacts-a-file-synth", _artifacts_file, lambda t: t / "artfile")
 case("global-artifacts-a-file-report",
      lambda t: (text_file(t, "artfile"), ["report", "-q"])[1], lambda t: t / "artfile")
 case("global-unknown-command", lambda t: ["nope"], "nope")
+# An empty path would be read as the current folder.
+case("empty-path-data", lambda t: ["data", "inspect", "--data", ""], "--data", "empty path")
+case("empty-path-report", lambda t: ["report", ""], "PATH", "empty path")
+case("empty-path-checkpoint", lambda t: ["import", "plantnet", "", "--arch", "resnet18"],
+     "checkpoint", "empty path")
+# A usage error names the command's own help, also when click reports it from the group.
+case("option-without-value", lambda t: ["data", "synth", "--seed"], "--seed",
+     "plantkit data synth --help")
+case("renamed-option", lambda t: ["data", "synth", "--force"], "--force", "--overwrite")
+case("renamed-argument", lambda t: ["data", "inspect", t], "--data ROOT")
 
 
 # --- running them ---------------------------------------------------------------------------
