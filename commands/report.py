@@ -161,13 +161,9 @@ def report(
     from plantkit.artifacts import check_output_file
     from plantkit.metrics import parse_ks
     from plantkit.progress import progress_bar
-    from plantkit.report.leaderboard import (
-        build_report,
-        check_per_class,
-        collect_store_paths,
-        per_class_table,
-        rows_to_read,
-    )
+    from plantkit.report.inputs import collect_store_paths, rows_to_read
+    from plantkit.report.leaderboard import build_report
+    from plantkit.report.per_class import check_per_class, per_class_table
     from plantkit.report.tables import HISTORY_ROWS, print_report
 
     ks = parse_ks(k)

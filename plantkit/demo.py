@@ -213,7 +213,8 @@ def _combinations(out: Path, plan: DemoPlan, console, quiet: bool) -> None:
 
 def _report(out: Path, console, quiet: bool) -> None:
     from plantkit.report.html import write_report_html
-    from plantkit.report.leaderboard import build_report, collect_store_paths
+    from plantkit.report.inputs import collect_store_paths
+    from plantkit.report.leaderboard import build_report
     from plantkit.report.tables import print_report
 
     report = build_report(collect_store_paths([], out), workers=1)

@@ -569,7 +569,8 @@ def test_adjust_on_names_an_expert_or_a_method(tmp_path):
 
 
 def test_report_shows_combinations_beside_experts(experts_root):
-    from plantkit.report.leaderboard import build_report, collect_store_paths
+    from plantkit.report.inputs import collect_store_paths
+    from plantkit.report.leaderboard import build_report
 
     artifacts, _ = experts_root
     report = build_report(collect_store_paths([], artifacts), workers=1)

@@ -149,7 +149,7 @@ def test_shot_buckets_have_one_definition():
     assert metrics.shot_class_counts(counts) == {"many": 1, "medium": 2, "few": 1}
     assert metrics.SHOT_RULES == {"many": "> 100 train images", "medium": "20-100",
                                   "few": "< 20"}
-    from plantkit.report.leaderboard import BUCKET_RULES
+    from plantkit.report.columns import BUCKET_RULES
 
     assert BUCKET_RULES is metrics.SHOT_RULES
 

@@ -20,15 +20,11 @@ from rich.console import Console
 
 from plantkit.artifacts import store_path
 from plantkit.errors import PlantkitInputError
+from plantkit.report.history import read_history
 from plantkit.report.html import write_report_html
-from plantkit.report.leaderboard import (
-    build_report,
-    check_per_class,
-    collect_store_paths,
-    per_class_table,
-    read_history,
-    rows_to_read,
-)
+from plantkit.report.inputs import collect_store_paths, rows_to_read
+from plantkit.report.leaderboard import build_report
+from plantkit.report.per_class import check_per_class, per_class_table
 from plantkit.report.tables import leaderboard_table, print_report
 from plantkit.store import StoreWriter
 
@@ -152,13 +148,39 @@ def test_leaderboard_numbers_match_the_construction(report):
             np.testing.assert_allclose(result["per_class_accuracy"], want["per_class"])
 
 
+def _expected_ece(name: str, split: str) -> float:
+    """ECE by hand: every top-1 confidence is above 14/15 (the winning logit 8 against 4 and
+    noise in [-1, 1]), so all rows share the last of the 15 bins and the ECE is
+    |top-1 - mean confidence|, the confidences recomputed from the float16 logits stored."""
+    kind, share, _, _ = MODELS[name]
+    seed = list(MODELS).index(name)
+    per_class = VAL_PER_CLASS if split == "val" else TEST_PER_CLASS
+    labels = _labels(per_class)
+    logits = _logits(labels, _hits(per_class, share), seed).astype(np.float16)
+    logits = logits.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    conf = (exp / exp.sum(axis=1, keepdims=True)).max(axis=1)
+    assert conf.min() > 14 / 15
+    return abs(_expected(share, per_class)["top1"] - conf.mean())
+
+
 def test_best_values_per_column(report):
+    test, val = _expected(0.9, TEST_PER_CLASS), _expected(0.9, VAL_PER_CLASS)
     best = report["splits"]["test"]["best"]
-    assert best["top1"] == _row(report, "test", "mix")["top1"]
-    assert best["gflops"] == 0.03 and best["params"] == 1_590_000  # lowest cost is best
-    eces = [r["ece"] for r in report["splits"]["test"]["leaderboard"]]
-    assert best["ece"] == min(eces)
-    assert "gflops" not in report["splits"]["val"]["best"] or best["gflops"] == 0.03
+    # mix hits the largest share of every class: it is best on every accuracy column
+    for key in ("top1", "macro_top1", "many", "medium", "few"):
+        assert best[key] == pytest.approx(test[key]), key
+        assert report["splits"]["val"]["best"][key] == pytest.approx(val[key]), key
+    assert best["species_above_90"] == test["species_above_90"] == 9
+    assert best["top5"] == pytest.approx(1.0)
+    # lowest cost is best: beta's; gamma and mix have no params, gamma no gflops
+    assert best["gflops"] == 0.03 and best["params"] == 1_590_000
+    assert report["splits"]["val"]["best"]["gflops"] == 0.03
+    for name, (_, _, splits, _) in MODELS.items():
+        for split in splits:
+            assert _row(report, split, name)["ece"] == pytest.approx(
+                _expected_ece(name, split), abs=1e-5), (name, split)
+    assert best["ece"] == pytest.approx(_expected_ece("mix", "test"), abs=1e-5)
 
 
 def test_missing_inputs_are_none_and_noted(report):
@@ -183,8 +205,14 @@ def test_average_k_uses_val_thresholds(report):
     val = _row(report, "val", "alpha")
     # on val the threshold makes the sets hold 3 labels on average (no ties in the noise)
     assert val["avg3_set_size"] == pytest.approx(3.0, abs=1e-6)
-    test = _row(report, "test", "alpha")
-    assert test["avg3"] is not None and 1.0 < test["avg3_set_size"] < 6.0
+    # A set of 3 labels on average holds the logit-8 winner, then the true class of a miss
+    # (logit 4, far above the noise): every set holds the true class, on val and on test,
+    # and the sets reach past the two into the noise on test too (2 < size < 4).
+    for name in ("alpha", "beta", "mix"):
+        for split in ("val", "test"):
+            row = _row(report, split, name)
+            assert row["avg3"] == 1.0 and row["macro_avg3"] == 1.0, (name, split)
+        assert 2.0 < _row(report, "test", name)["avg3_set_size"] < 4.0
 
 
 def test_worker_processes_give_the_same_report(artifacts, report):
@@ -206,13 +234,29 @@ def test_views_share_one_image_count_axis(report):
     counts = np.array(report["image_counts"])
     np.testing.assert_array_equal(counts, TRAIN_COUNTS + VAL_PER_CLASS + TEST_PER_CLASS)
     assert report["image_counts_from"] == ["train", "val", "test"]
+    # the classes of each count bin (1-10, 11-20, 21-50, 51-100, 101-200, 201-500,
+    # 501-1000, 1001-2000, 2001+), by hand from the counts 978, 458, 298, ..., 8, 5, 4
+    members = [[17, 18, 19], [14, 15, 16], [9, 10, 11, 12, 13], [7, 8], [3, 4, 5, 6], [1, 2],
+               [0], [], []]
     alpha = _model(report, "alpha")["results"]["test"]
-    # every species with an accuracy counted once in the accuracy bins and in the count bins
-    assert sum(alpha["count_by_accuracy"]["classes"]) == NUM_CLASSES
-    assert sum(alpha["accuracy_by_count"]["classes"]) == NUM_CLASSES
     # gamma's store knows only train-less test counts, yet it is drawn on the same axis
     gamma = _model(report, "gamma")["results"]["test"]
-    assert gamma["accuracy_by_count"]["classes"] == alpha["accuracy_by_count"]["classes"]
+    for name, result in (("alpha", alpha), ("gamma", gamma)):
+        per_class = _expected(MODELS[name][1], TEST_PER_CLASS)["per_class"]
+        view = result["accuracy_by_count"]
+        assert view["classes"] == [3, 3, 5, 2, 4, 2, 1, 0, 0]
+        for got, classes in zip(view["mean_accuracy"], members):
+            if classes:
+                assert got == pytest.approx(per_class[classes].mean()), name
+            else:
+                assert got is None  # an empty bin: NaN, null in JSON
+    # gamma's three rarest species hold 2, 1, 1 test images, 1 hit each at share 0.6
+    assert gamma["accuracy_by_count"]["mean_accuracy"][0] == pytest.approx((0.5 + 1 + 1) / 3)
+    # alpha (share 0.8): every species is in the accuracy bin of round(0.8 n) / n
+    accuracy_bins = alpha["count_by_accuracy"]["classes"]
+    assert sum(accuracy_bins) == NUM_CLASSES
+    assert accuracy_bins[100] == 3  # the species of 1 or 2 test images: 100 %
+    assert accuracy_bins[80] == 6  # 40, 30, 25, 20, 10 and 5 images: 80 % exactly
 
 
 def test_names_from_the_store_attribute(report):
@@ -236,6 +280,24 @@ def test_history_is_read_with_blanks_as_none(artifacts):
     assert history["rows"][1]["val_top1"] == pytest.approx(0.41)
     assert history["rows"][0]["epoch"] == 0
     assert read_history(artifacts / "nowhere.csv") is None
+
+
+def test_history_cells(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,lr,loss,note,seconds\n3,1e-3,2.0, warm ,\n")
+    row = read_history(path)["rows"][0]
+    assert row == {"epoch": 3, "lr": 0.001, "loss": 2.0, "note": "warm", "seconds": None}
+    assert type(row["epoch"]) is int and type(row["loss"]) is float  # "2.0" stays a float
+
+
+def test_cost_attributes_are_finite_numbers_or_none():
+    from plantkit.report.evaluation import _number
+
+    assert _number(np.int64(11_689_512)) == 11_689_512
+    assert type(_number(np.int64(7))) is int and type(_number(np.float32(0.5))) is float
+    assert _number(np.float32(0.5)) == 0.5 and _number(1.82) == 1.82
+    for value in (None, True, np.bool_(False), "1.8", float("nan"), np.float64(np.inf), [1]):
+        assert _number(value) is None, value
 
 
 # --- finding stores, refusing mixtures ----------------------------------------------------

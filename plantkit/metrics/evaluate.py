@@ -177,6 +177,26 @@ def class_image_counts(store) -> tuple[np.ndarray, str]:
     return counts, "+".join(basis)
 
 
+def _store_notes(store, splits: Sequence[str], wanted_avg_ks: list[int],
+                 usable_avg_ks: list[int]) -> list[str]:
+    """What `evaluate_store` cannot report for this store, and why."""
+    num_classes = store.num_classes
+    notes = []
+    if len(usable_avg_ks) < len(wanted_avg_ks):
+        skipped = ", ".join(str(k) for k in wanted_avg_ks if k not in usable_avg_ks)
+        notes.append(f"average-k for k={skipped} skipped: k must be 1 to {num_classes - 1} "
+                     f"for {num_classes} classes")
+    if usable_avg_ks and "val" not in store.splits:
+        notes.append(f"{store.name} has no val split: average-k needs thresholds fitted on "
+                     "val, so it is not reported")
+    if store.train_counts is None:
+        notes.append(f"{store.name} has no train counts: many/medium/few-shot accuracy is not "
+                     "reported")
+    notes.extend(f"{store.name} has no {split} split" for split in splits
+                 if split not in store.splits)
+    return notes
+
+
 def evaluate_store(store, *, splits: Sequence[str] = ("val", "test"),
                    ks: Sequence[int] = DEFAULT_KS, avg_ks: Sequence[int] = DEFAULT_AVG_KS,
                    bootstrap: int = 0, seed: int = 0, chunk_rows: int = 4096,
@@ -194,21 +214,8 @@ def evaluate_store(store, *, splits: Sequence[str] = ("val", "test"),
     num_classes = store.num_classes
     wanted_avg_ks = sorted({int(k) for k in avg_ks})
     usable_avg_ks = _usable_avg_ks(num_classes, avg_ks)
-    notes = []
-    if len(usable_avg_ks) < len(wanted_avg_ks):
-        skipped = ", ".join(str(k) for k in wanted_avg_ks if k not in usable_avg_ks)
-        notes.append(f"average-k for k={skipped} skipped: k must be 1 to {num_classes - 1} "
-                     f"for {num_classes} classes")
-    if usable_avg_ks and "val" not in store.splits:
-        notes.append(f"{store.name} has no val split: average-k needs thresholds fitted on "
-                     "val, so it is not reported")
+    notes = _store_notes(store, splits, wanted_avg_ks, usable_avg_ks)
     train_counts = store.train_counts
-    if train_counts is None:
-        notes.append(f"{store.name} has no train counts: many/medium/few-shot accuracy is not "
-                     "reported")
-    for split in splits:
-        if split not in store.splits:
-            notes.append(f"{store.name} has no {split} split")
     image_counts, count_basis = class_image_counts(store)
 
     def summary(split: str, rows: RowScores, set_sizes=None) -> dict:

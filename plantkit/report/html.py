@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from plantkit.artifacts import write_text
-from plantkit.report.html_page import FIGURE_MARGIN, FigureEmbedder, escape, page_html
-from plantkit.report.leaderboard import (
+from plantkit.report.columns import (
     ACCURACY_BIN_WIDTH,
     AVERAGE_K,
     BUCKET_RULES,
     COLUMNS,
     grouped_notes,
 )
+from plantkit.report.html_page import FIGURE_MARGIN, FigureEmbedder, escape, page_html
 from plantkit.report.tables import fmt, leaderboard_cell
 
 RELIABILITY_LINES = 5  # models drawn at first in the reliability diagram

@@ -9,7 +9,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from plantkit.report.leaderboard import AVERAGE_K, BUCKET_RULES, COLUMNS, grouped_notes
+from plantkit.report.columns import AVERAGE_K, BUCKET_RULES, COLUMNS, grouped_notes
 
 DASH = "-"
 BEST_STYLE = "bold green"
@@ -245,7 +245,7 @@ def history_table(model: dict, rows: int | None = HISTORY_ROWS) -> Table | None:
 
 
 def per_class_table(rows: dict) -> Table:
-    """The rows of `leaderboard.per_class_table`."""
+    """The rows of `per_class.per_class_table`."""
     table = Table(
         title=f"Per-species accuracy · {rows['model']} ({rows['kind']}) on {rows['split']}",
         caption=f"sorted by {rows['sorted_by']}, largest first; {len(rows['rows']):,} species",
