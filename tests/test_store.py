@@ -56,17 +56,17 @@ def test_round_trip_keeps_every_value(tmp_path, dtype):
         for split, (logits, labels, paths, features) in (("val", val), ("test", test)):
             got = store.logits(split)
             assert got.dtype == np.float32 and store.logits_dtype(split) == dtype
-            if dtype == "float32":
-                np.testing.assert_array_equal(got, logits)
-            else:  # float16 keeps 11 significant bits: relative error <= 2**-11
-                np.testing.assert_allclose(got, logits, rtol=2**-11, atol=1e-6)
+            # exactly the values numpy's cast to the stored dtype gives (float16 rounds)
+            np.testing.assert_array_equal(got, logits.astype(dtype).astype(np.float32))
+            if dtype == "float16":
                 assert not np.array_equal(got, logits)
             np.testing.assert_array_equal(store.labels(split), labels)
             assert store.labels(split).dtype == np.int64
             assert store.paths(split) == paths
             assert store.num_rows(split) == len(labels)
             assert store.has_features(split) and store.feature_dim(split) == 6
-            np.testing.assert_allclose(store.features(split), features, rtol=2**-11, atol=1e-4)
+            np.testing.assert_array_equal(store.features(split),
+                                          features.astype(np.float16).astype(np.float32))
 
 
 def test_chunked_iteration_equals_the_full_read_in_any_write_order(tmp_path):
@@ -89,14 +89,22 @@ def test_chunked_iteration_equals_the_full_read_in_any_write_order(tmp_path):
     np.testing.assert_array_equal(full, logits)
 
 
-def test_float16_chunked_iteration_matches_its_full_read(tmp_path):
+def test_float16_reads_give_the_rounded_values_in_every_read_path(tmp_path):
     logits, labels, paths, _ = _predictions(30)
+    logits[0, :] = [0.1, 1 / 3, 2048.5, -65504.0, 1e-8]
     path = _write(tmp_path / "p.h5", {"val": (logits, labels, paths, None)}, dtype="float16")
+    expected = logits.astype(np.float16).astype(np.float32)
+    # float16 rounds to 11 significant bits: known values, not only "what float16 gives"
+    np.testing.assert_array_equal(expected[0], [0.0999755859375, 0.333251953125, 2048.0,
+                                                -65504.0, 0.0])
     with open_store(path) as store:
         chunks = [c for _, c in store.iter_logits("val", chunk_rows=4)]
-        np.testing.assert_array_equal(np.concatenate(chunks), store.logits("val"))
+        np.testing.assert_array_equal(np.concatenate(chunks), expected)
+        np.testing.assert_array_equal(store.logits("val"), expected)
         np.testing.assert_array_equal(store.logits("val", rows=slice(3, 29, 5)),
-                                      store.logits("val")[3:29:5])
+                                      expected[3:29:5])
+        np.testing.assert_array_equal(store.logits("val", rows=slice(7, 30)), expected[7:])
+        assert store.logits("val", rows=slice(5, 5)).shape == (0, C)
 
 
 def test_unwritten_rows_save_nothing_and_keep_the_old_store(tmp_path):
@@ -314,23 +322,64 @@ def test_opening_what_is_not_a_store_is_one_clear_error(tmp_path):
 
 
 def test_layout_is_readable_with_h5py_alone(tmp_path):
-    """The recipe in docs/store.md."""
-    logits, labels, paths, _ = _predictions(12)
+    """The recipe in docs/store.md, on hand-made logits whose top-1 accuracy is known."""
+    logits = np.array([[3.0, 0, 0, 0, 0],   # predicts 0, label 0: hit
+                       [0, 0, 2.5, 0, 0],   # predicts 2, label 2: hit
+                       [0, 1.0, 0, 0, 0],   # predicts 1, label 4: miss
+                       [0, 0, 0, 0, 9.0]],  # predicts 4, label 4: hit
+                      dtype=np.float32)
+    labels = np.array([0, 2, 4, 4])
+    paths = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
     path = _write(tmp_path / "p.h5", {"test": (logits, labels, paths, None)},
                   train_counts=np.arange(C))
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "plantkit-predictions" and f.attrs["schema_version"] == 1
-        class_ids = f["class_ids"].asstr()[:]
+        assert list(f["class_ids"].asstr()[:]) == CLASS_IDS
         split = f["splits/test"]
-        top1 = split["logits"][:].argmax(axis=1)
-        assert list(class_ids) == CLASS_IDS
+        assert split["logits"].dtype == np.float32 and split["logits"].chunks[1] == C
+        np.testing.assert_array_equal(split["logits"][:], logits)
+        assert split["labels"][:].tolist() == [0, 2, 4, 4]
         assert list(split["paths"].asstr()[:]) == paths
-        np.testing.assert_array_equal(f["train_counts"][:], np.arange(C))
-        assert split["logits"].chunks[1] == C  # whole rows per chunk
-    assert (top1 == labels).mean() == (logits.argmax(axis=1) == labels).mean()
+        assert f["train_counts"][:].tolist() == [0, 1, 2, 3, 4]
+        assert (split["logits"][:].argmax(axis=1) == split["labels"][:]).mean() == 0.75
 
 
-def test_classes_fingerprint_depends_on_ids_and_order():
-    assert classes_fingerprint(CLASS_IDS) == classes_fingerprint(list(CLASS_IDS))
-    assert classes_fingerprint(CLASS_IDS).startswith("classes:")
-    assert classes_fingerprint(CLASS_IDS) != classes_fingerprint(CLASS_IDS[::-1])
+def test_classes_fingerprint_is_the_recorded_digest_of_ids_in_order():
+    # sha256 of the ids joined with tabs plus a newline, first 16 hex digits (`printf
+    # '1355868\t...\t1398178\n' | sha256sum`): stores record it, so it must not drift.
+    assert classes_fingerprint(CLASS_IDS) == "classes:bf16ced9502a52a7"
+    assert classes_fingerprint(CLASS_IDS[::-1]) != classes_fingerprint(CLASS_IDS)
+
+
+def test_the_writer_is_usable_only_inside_its_block(tmp_path):
+    logits, labels, paths, _ = _predictions(4)
+    with StoreWriter(tmp_path / "p.h5", name="x", class_ids=CLASS_IDS,
+                     fingerprint="fp") as writer:
+        writer.create_split("val", n_rows=4).write(0, logits, labels, paths)
+    with pytest.raises(RuntimeError, match="inside its with-block"):
+        writer.create_split("test", n_rows=4)
+    with open_store(tmp_path / "p.h5") as store:
+        assert store.splits == ["val"]
+        np.testing.assert_array_equal(store.logits("val"), logits)
+
+
+def test_a_failing_close_is_an_error_of_the_write_and_leaves_the_old_store(
+        tmp_path, monkeypatch):
+    """A full disk often shows only when HDF5 flushes on close: no file, no temporary."""
+    logits, labels, paths, _ = _predictions(6)
+    path = _write(tmp_path / "p.h5", {"val": (logits, labels, paths, None)})
+    before = path.read_bytes()
+    real_close = h5py.File.close
+
+    def close_then_fail(self):
+        writing = self.mode == "r+"
+        real_close(self)
+        if writing:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(h5py.File, "close", close_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        _write(path, {"test": (logits, labels, paths, None)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]

@@ -6,6 +6,8 @@ byte inside a data region) and expects a one-line PlantkitInputError naming the 
 
 from __future__ import annotations
 
+import hashlib
+
 import h5py
 import numpy as np
 import pytest
@@ -116,7 +118,6 @@ def _read_everything(store):
             "labels": store.labels(split), "paths": store.paths(split),
             "logits": store.logits(split), "features": store.features(split),
             "iter_logits": np.concatenate([c for _, c in store.iter_logits(split, 50)]),
-            "iter_features": np.concatenate([c for _, c in store.iter_features(split, 50)]),
         }
     return out
 
@@ -136,7 +137,6 @@ def _assert_reads_as_written(path, dtype):
         np.testing.assert_allclose(read["logits"], logits, **tolerance)
         np.testing.assert_array_equal(read["iter_logits"], read["logits"])
         np.testing.assert_allclose(read["features"], features, rtol=2**-11, atol=1e-4)
-        np.testing.assert_array_equal(read["iter_features"], read["features"])
 
 
 # --- what is written ---------------------------------------------------------------------
@@ -158,6 +158,15 @@ def test_every_dataset_carries_a_checksum_and_an_untouched_store_reads_identical
     _assert_reads_as_written(path, dtype)
 
 
+def test_strings_sha256_is_the_documented_recipe():
+    # docs/store.md: sha256 of the strings joined with "\n", UTF-8 (`printf 'a\nb' | sha256sum`)
+    assert strings_sha256(["a", "b"]) == (
+        "7e18f737311b2dc3b2f269dd78396b0351f14fb66efa879f768cb23181883c78")
+    assert strings_sha256([]) == (  # an empty split: the sha256 of no bytes
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert strings_sha256(["é"]) == hashlib.sha256("é".encode()).hexdigest()
+
+
 def test_checksum_attributes_are_not_user_attributes(tmp_path):
     path = _write(tmp_path / STORE_FILE)
     with open_store(path) as store:
@@ -176,14 +185,13 @@ READS = {
     "iter_logits": lambda s: [c for _, c in s.iter_logits("val", 64)],
     "features": lambda s: s.features("val"),
     "features rows": lambda s: s.features("val", rows=slice(0, 10)),
-    "iter_features": lambda s: [c for _, c in s.iter_features("val", 64)],
     "labels": lambda s: s.labels("val"),
     "check_compatible": lambda s: check_compatible([s, s], splits=["val"]),
 }
 DAMAGED = {  # read -> the dataset whose first chunk is damaged
     "logits": "splits/val/logits", "logits rows": "splits/val/logits",
     "iter_logits": "splits/val/logits", "features": "splits/val/features",
-    "features rows": "splits/val/features", "iter_features": "splits/val/features",
+    "features rows": "splits/val/features",
     "labels": "splits/val/labels", "check_compatible": "splits/val/labels",
 }
 

@@ -21,7 +21,7 @@ from plantkit.artifacts import (
     write_text,
 )
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
-from plantkit.store import StoreWriter
+from plantkit.store import StoreDraft, StoreWriter
 
 COMBINATION_FORMAT = "plantkit-combination"
 COMBINATION_VERSION = 1
@@ -33,7 +33,7 @@ class CombinationWriters:
     for every combination."""
 
     def __init__(self, root: Path, folders: Mapping[str, Path], experts: ExpertSet,
-                 writers: Mapping[str, StoreWriter], split_writers: Mapping[tuple, object]):
+                 writers: Mapping[str, StoreDraft], split_writers: Mapping[tuple, object]):
         self.root, self.folders, self.experts = root, dict(folders), experts
         self.writers, self.split_writers = dict(writers), dict(split_writers)
         self.results: dict[str, tuple[dict, dict]] = {}
