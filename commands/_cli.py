@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +58,6 @@ class Panel:
     METRICS = "Metrics"
     OUTPUT = "Output"
     HARDWARE = "Hardware"
-
-
-def choice(name: str, values: Sequence[str]) -> type[enum.Enum]:
-    """An Enum of `values` for an option's type, so help lists them and click refuses others.
-
-    The values themselves live in plantkit.choices (or their module) and the library takes
-    plain strings: a command passes `option.value` on.
-    """
-    return enum.Enum(name, [(value, value) for value in values], type=str)
 
 
 def value_of(option: enum.Enum | None) -> str | None:
@@ -135,7 +125,6 @@ def _json_default(value):
 __all__ = [
     "Panel",
     "PlantkitInputError",
-    "choice",
     "console",
     "err_console",
     "fail",

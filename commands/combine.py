@@ -7,14 +7,9 @@ from typing import Annotated
 
 import typer
 
-from plantkit.choices import ADJUST_TARGETS, GREEDY_METRICS, ROUTER_INPUTS, SPACES, WEIGHT_RULES
-from plantkit.commands._cli import Panel, choice, console, print_json, settings, value_of
-
-Target = choice("Target", ADJUST_TARGETS)
-RouterInput = choice("RouterInput", ROUTER_INPUTS)
-Space = choice("Space", SPACES)
-WeightRule = choice("WeightRule", WEIGHT_RULES)
-GreedyMetric = choice("GreedyMetric", GREEDY_METRICS)
+from plantkit.choices import AdjustTarget as Target
+from plantkit.choices import GreedyMetric, RouterInput, Space, WeightRule
+from plantkit.commands._cli import Panel, console, print_json, settings, value_of
 
 
 def combine(

@@ -9,10 +9,9 @@ from typing import Annotated
 import typer
 
 from plantkit.artifacts import data_dir
-from plantkit.choices import PROFILES
+from plantkit.choices import Profile
 from plantkit.commands._cli import (
     Panel,
-    choice,
     console,
     err_console,
     examples,
@@ -27,7 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Profile = choice("Profile", PROFILES)
 
 
 @app.command(

@@ -8,14 +8,9 @@ from typing import Annotated
 import typer
 
 from plantkit.artifacts import EXPERTS_DIR
-from plantkit.choices import LOGITS_DTYPES, SOURCES, SPLITS
-from plantkit.commands._cli import Panel, choice, console, examples, print_json, settings, value_of
-from plantkit.models.plantnet_import import NORMALIZATIONS
-
-Source = choice("Source", SOURCES)
-Normalization = choice("Normalization", tuple(NORMALIZATIONS))
-Split = choice("Split", SPLITS)
-Dtype = choice("Dtype", LOGITS_DTYPES)
+from plantkit.choices import LogitsDtype as Dtype
+from plantkit.choices import Normalization, Source, Split
+from plantkit.commands._cli import Panel, console, examples, print_json, settings, value_of
 
 app = typer.Typer(
     help="Bring released checkpoints and outside predictions into plantkit.",

@@ -7,20 +7,17 @@ from typing import Annotated
 
 import typer
 
-from plantkit.choices import LOGITS_DTYPES, SPLITS
+from plantkit.choices import LogitsDtype as Dtype
+from plantkit.choices import Split
 from plantkit.commands._cli import (
     Panel,
     PlantkitInputError,
-    choice,
     console,
     err_console,
     print_json,
     settings,
     value_of,
 )
-
-Split = choice("Split", SPLITS)
-Dtype = choice("Dtype", LOGITS_DTYPES)
 
 
 def predict(

@@ -7,18 +7,15 @@ from typing import Annotated
 
 import typer
 
-from plantkit.choices import SPLITS
+from plantkit.choices import Split
 from plantkit.commands._cli import (
     Panel,
-    choice,
     console,
     err_console,
     print_json,
     settings,
     value_of,
 )
-
-Split = choice("Split", SPLITS)
 
 
 def report(

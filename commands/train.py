@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
-from plantkit.choices import LOGITS_DTYPES, LOSSES, SAMPLERS
-from plantkit.commands._cli import Panel, choice, console, fail, print_json, settings, value_of
+from plantkit.choices import LogitsDtype as Dtype
+from plantkit.choices import Loss, Sampler
+from plantkit.commands._cli import Panel, console, fail, print_json, settings, value_of
 from plantkit.errors import PlantkitInputError
-
-Sampler = choice("Sampler", SAMPLERS)
-Loss = choice("Loss", LOSSES)
-Dtype = choice("Dtype", LOGITS_DTYPES)
 
 
 def train(

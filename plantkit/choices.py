@@ -1,25 +1,118 @@
 """Names and values that several layers share, kept free of torch, keras, pandas and h5py so
 the CLI can check options against them before importing any of those."""
 
-SPLITS = ("train", "val", "test")  # a dataset's splits, in this order
-SAMPLERS = ("none", "inverse")  # training samplers (plantkit.data.loading)
-SOURCES = ("timm", "torchvision")  # libraries that build a backbone (plantkit.models.registry)
-LOGITS_DTYPES = ("float32", "float16")  # how a prediction store may keep logits
-LOSSES = ("ce", "weighted")  # training losses (plantkit.training.losses)
-PROFILES = ("plantnet300k", "uniform", "zipf")  # class-count profiles (plantkit.data.profiles)
+from enum import Enum
+
+
+class Choice(str, Enum):
+    """A closed set of option values. The CLI types its options with these (so --help lists
+    them and click refuses others); the library takes the plain strings (`Choice.value`)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _values(choice: type[Choice]) -> tuple[str, ...]:
+    return tuple(member.value for member in choice)
+
+
+class Split(Choice):
+    """A dataset's splits, in this order."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Sampler(Choice):
+    """Training samplers (plantkit.data.loading)."""
+
+    none = "none"
+    inverse = "inverse"
+
+
+class Source(Choice):
+    """Libraries that build a backbone (plantkit.models.registry)."""
+
+    timm = "timm"
+    torchvision = "torchvision"
+
+
+class LogitsDtype(Choice):
+    """How a prediction store may keep logits."""
+
+    float32 = "float32"
+    float16 = "float16"
+
+
+class Loss(Choice):
+    """Training losses (plantkit.training.losses)."""
+
+    ce = "ce"
+    weighted = "weighted"
+
+
+class Profile(Choice):
+    """Class-count profiles (plantkit.data.profiles)."""
+
+    plantnet300k = "plantnet300k"
+    uniform = "uniform"
+    zipf = "zipf"
+
+
+class Normalization(Choice):
+    """Named mean/std of `plantkit import plantnet` (plantkit.models.plantnet_import)."""
+
+    imagenet = "imagenet"
+    plantnet300k = "plantnet300k"
+
+
 # plantkit combine (plantkit.combine): what --average averages, --weighted's rule, the
 # router's input, what --greedy optimises and what auto logit adjustment maximises.
-SPACES = ("probs", "logits")
-WEIGHT_RULES = ("fit", "accuracy")
-ROUTER_INPUTS = ("features", "confidences")
-GREEDY_METRICS = ("nll", "top1")
-ADJUST_TARGETS = ("top1", "macro")
-# ImageNet's normalisation: that of timm's and torchvision's pretrained weights and of the
-# released Pl@ntNet-300K models.
+class Space(Choice):
+    probs = "probs"
+    logits = "logits"
+
+
+class WeightRule(Choice):
+    fit = "fit"
+    accuracy = "accuracy"
+
+
+class RouterInput(Choice):
+    features = "features"
+    confidences = "confidences"
+
+
+class GreedyMetric(Choice):
+    nll = "nll"
+    top1 = "top1"
+
+
+class AdjustTarget(Choice):
+    top1 = "top1"
+    macro = "macro"
+
+
+SPLITS = _values(Split)
+SAMPLERS = _values(Sampler)
+SOURCES = _values(Source)
+LOGITS_DTYPES = _values(LogitsDtype)
+LOSSES = _values(Loss)
+PROFILES = _values(Profile)
+NORMALIZATION_NAMES = _values(Normalization)
+SPACES = _values(Space)
+WEIGHT_RULES = _values(WeightRule)
+ROUTER_INPUTS = _values(RouterInput)
+GREEDY_METRICS = _values(GreedyMetric)
+ADJUST_TARGETS = _values(AdjustTarget)
+
 # The reference study's many/medium/few-shot classes: many > 100 train images, few < 20,
 # medium 20..100 inclusive (plantkit.metrics.shot_buckets and plantkit.data.eda count them).
 MANY_SHOT_ABOVE = 100
 FEW_SHOT_BELOW = 20
+# ImageNet's normalisation: that of timm's and torchvision's pretrained weights and of the
+# released Pl@ntNet-300K models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

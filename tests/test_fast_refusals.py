@@ -124,16 +124,32 @@ def test_the_option_checks_import_neither_torch_nor_keras(module):
 
 
 def test_shared_choices_have_one_home():
-    from plantkit import choices
-    from plantkit.commands import predict as predict_command
-    from plantkit.data import loading, profiles
-    from plantkit.models import expert, plantnet_import, registry
-    from plantkit.training import config
+    """No module but plantkit.choices defines its names or spells one of its value tuples."""
+    import ast
+    from pathlib import Path
 
-    assert config.SAMPLERS is loading.SAMPLERS is choices.SAMPLERS
-    assert predict_command.SPLITS is profiles.SPLITS is choices.SPLITS
-    assert plantnet_import.SOURCES is registry.SOURCES is choices.SOURCES
-    assert plantnet_import.IMAGENET_MEAN is expert.IMAGENET_MEAN is choices.IMAGENET_MEAN
+    from plantkit import choices
+
+    names = {n for n in vars(choices) if n.isupper()}
+    tuples = {v for n, v in vars(choices).items() if n.isupper() and isinstance(v, tuple)}
+    root = Path(choices.__file__).parents[1]
+    offenders = []
+    sources = [*root.joinpath("plantkit").rglob("*.py"), *root.joinpath("commands").rglob("*.py")]
+    for path in sources:
+        if path.name == "choices.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Assign):
+                continue
+            targets = {t.id for t in node.targets if isinstance(t, ast.Name)}
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, SyntaxError, TypeError):
+                value = None
+            spelt = isinstance(value, tuple) and any(value == t for t in tuples)
+            if targets & names or spelt:
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []
 
 
 def test_fit_still_offers_the_config():

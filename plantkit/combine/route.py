@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from plantkit.choices import RouterInput
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
 from plantkit.combine.mixers import RouterMixture
 from plantkit.combine.refs import Ref
 from plantkit.errors import PlantkitInputError
 
-FEATURES, CONFIDENCES = "features", "confidences"
+FEATURES, CONFIDENCES = RouterInput.features.value, RouterInput.confidences.value
 
 
 @dataclass(frozen=True)

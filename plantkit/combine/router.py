@@ -44,9 +44,9 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 
+from plantkit.choices import ROUTER_INPUTS
 from plantkit.errors import PlantkitInputError
 
-ROUTER_INPUTS = ("features", "confidences")
 STOP_FRACTION = 0.1  # of each fold's training rows, held out for early stopping
 MIN_ROWS_PER_FOLD = 10
 # Standardising and PCA read a random sample of at most this many training rows: randomized

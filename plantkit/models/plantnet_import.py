@@ -19,7 +19,7 @@ from os import PathLike
 from pathlib import Path
 
 from plantkit.artifacts import EXPERT_FILE, artifact_lock, check_name, replacing_dir
-from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD, SOURCES  # noqa: F401  (re-exported)
+from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from plantkit.errors import PlantkitInputError
 from plantkit.models.arch_names import resolve_arch
 from plantkit.models.expert_files import check_file
@@ -39,10 +39,10 @@ PLANTNET300K_STD = (0.2353, 0.2219, 0.2325)
 # --normalization NAME -> (mean, std): the released weights' (main.py --pretrained) and the
 # authors' main.py without --pretrained.
 NORMALIZATIONS = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "plantnet300k": (PLANTNET300K_MEAN, PLANTNET300K_STD),
+    Normalization.imagenet.value: (IMAGENET_MEAN, IMAGENET_STD),
+    Normalization.plantnet300k.value: (PLANTNET300K_MEAN, PLANTNET300K_STD),
 }
-DEFAULT_NORMALIZATION = "imagenet"
+DEFAULT_NORMALIZATION = Normalization.imagenet.value
 CUSTOM_NORMALIZATION = "custom"  # recorded for an explicit --mean/--std
 
 

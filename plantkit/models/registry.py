@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from plantkit.choices import SOURCES  # noqa: F401  (re-exported: one home, plantkit.choices)
 from plantkit.errors import PlantkitInputError
 from plantkit.models.arch_names import (  # noqa: F401  (re-exported)
     PLANTNET300K_ARCHS,

@@ -12,10 +12,12 @@ from collections.abc import Iterable, Sequence
 
 import h5py
 
+from plantkit.choices import SPLITS
+
 STORE_FORMAT = "plantkit-predictions"
 SCHEMA_VERSION = 1
 FEATURES_DTYPE = "float16"
-SPLIT_ORDER = ("train", "val", "test")
+SPLIT_ORDER = SPLITS  # the order splits are listed in
 # Attributes the store itself sets; callers' `attrs` may not use these names.
 CORE_ATTRS = frozenset(
     {"format", "schema_version", "kind", "name", "fingerprint", "created_at",
