@@ -25,9 +25,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the whole tree."""
-    session.install("ruff")
+    """ruff over the whole tree, mypy over plantkit/ and commands/ (pyproject's [tool.mypy])."""
+    _install(session)  # mypy reads the installed packages' types (torch, numpy, typer ...)
     session.run("ruff", "check", ".")
+    session.run("mypy")
 
 
 @nox.session

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-import plantkit  # noqa: F401 - sets the keras backend before anything else
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 from plantkit import store as store_module
 from plantkit.artifacts import artifact_lock, find_stores, store_path
 from plantkit.store import StoreWriter, open_store

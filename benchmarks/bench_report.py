@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-import plantkit  # noqa: F401
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 from plantkit import store as store_module
 from plantkit.artifacts import artifact_lock, store_path
 from plantkit.data.profiles import plantnet300k_table, split_counts

@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-import plantkit  # noqa: F401  (torch backend first)
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 
 
 def parse_args():
@@ -54,7 +54,8 @@ def plantkit_trainer(args, batches):
     from plantkit.models.expert import create_expert
     from plantkit.training import callbacks as cb
     from plantkit.training.batches import EpochBatches, keras_input
-    from plantkit.training.fit import TrainConfig, compile_expert
+    from plantkit.training.build import compile_expert
+    from plantkit.training.config import TrainConfig
 
     torch.manual_seed(0)
     expert = create_expert(args.arch, args.classes, input_size=args.size)

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import typer
 from rich.console import Console
@@ -79,10 +80,16 @@ RENAMED_OPTIONS = {
 RENAMED_ARGUMENTS = {"plantkit data inspect": "the dataset root is given as --data ROOT"}
 
 
-def renamed_message(command: str, exc: Exception) -> str | None:
+class UsageErrorLike(Protocol):
+    """A click usage error, of click's or of Typer's vendored copy (told apart by shape)."""
+
+    def format_message(self) -> str: ...
+
+
+def renamed_message(command: str, exc: UsageErrorLike) -> str | None:
     """The message of a usage error caused by a name of an earlier version (None: another)."""
     old = getattr(exc, "option_name", None)
-    new = RENAMED_OPTIONS.get(command, {}).get(old)
+    new = RENAMED_OPTIONS.get(command, {}).get(old) if isinstance(old, str) else None
     if new is not None:
         return f"No such option: {old}; it was renamed {new} (CHANGELOG.md)"
     if command in RENAMED_ARGUMENTS and "unexpected extra argument" in str(exc):

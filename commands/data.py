@@ -221,8 +221,6 @@ def inspect(
     profile = value_of(profile)
     if html is not None:
         check_output_file(html, "--html")
-    if root is None and profile is None:
-        root = _embedded_dataset(quiet)
     dataset = None
     if profile is not None:
         from plantkit.data.profiles import make_profile
@@ -232,6 +230,8 @@ def inspect(
     else:
         from plantkit.data.layout import open_dataset
 
+        if root is None:
+            root = _embedded_dataset(quiet)
         dataset = open_dataset(root, val_from_train=val_from_train, seed=val_seed)
         counts = dataset.counts()
         source = str(dataset.root)

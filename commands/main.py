@@ -199,7 +199,7 @@ def _input_error(message: object, *, environment: bool = False) -> None:
 
 
 INTERRUPTED = "interrupted; finished work is kept, unfinished work was not written"
-_EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_EXIT_FOR_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _received: list[int] = []
 
 

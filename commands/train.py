@@ -168,7 +168,7 @@ def train(
         bool,
         typer.Option(
             "--amp",
-            help="bfloat16 autocast and channels_last on CUDA.",
+            help="bfloat16 autocast (CUDA and CPU), and channels_last on CUDA.",
             rich_help_panel=Panel.HARDWARE,
         ),
     ] = False,
@@ -276,19 +276,13 @@ def train(
         from plantkit.training.fit import TrainingDiverged, train_expert
 
         try:
-            run_dir = train_expert(config, artifacts=artifacts, quiet=quiet, given=given)
+            result = train_expert(config, artifacts=artifacts, quiet=quiet, given=given)
         except TrainingDiverged as exc:
             raise fail(str(exc), code=1) from None
-    summary = _summary(run_dir)
     if as_json:
-        print_json(summary)
+        print_json(result.to_dict())
     elif not quiet:
-        console.print(
-            f"expert {summary['expert']}: best epoch {summary['best_epoch'] + 1}, "
-            f"val top-1 {100 * summary['val_top1']:.2f}%, test top-1 "
-            f"{100 * summary['test_top1']:.2f}% -> {run_dir}",
-            highlight=False,
-        )
+        console.print(_summary(result), highlight=False)
 
 
 # TrainConfig field -> the option's parameter name here (they differ only for --dtype).
@@ -315,23 +309,10 @@ def _parse_milestones(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _summary(run_dir: Path) -> dict:
-    """The finished run in a few numbers: each stored split's top-1 is plantkit.metrics'
-    (its tie rule: the same value `plantkit report` and `plantkit combine` print)."""
-    from plantkit import metrics
-    from plantkit.artifacts import CHECKPOINTS_DIR, STORE_FILE
-    from plantkit.store import open_store
-    from plantkit.training.resume import read_state
-
-    state = read_state(run_dir / CHECKPOINTS_DIR)
-    summary = {
-        "expert": run_dir.name,
-        "folder": str(run_dir),
-        "best_epoch": state["best_epoch"],
-        "val_top1": state["best_value"],
-    }
-    with open_store(run_dir / STORE_FILE) as store:
-        for split in store.splits:
-            top1 = metrics.split_accuracy(store, split)["top1"]
-            summary[f"{split}_top1"] = top1 if top1 == top1 else 0.0  # NaN: an empty split
-    return metrics.to_plain(summary)
+def _summary(result) -> str:
+    """The finished run (a plantkit.training.result.TrainResult) in one line, from the values
+    `--json` prints."""
+    summary = result.to_dict()
+    return (f"expert {summary['expert']}: best epoch {summary['best_epoch'] + 1}, val top-1 "
+            f"{100 * summary['val_top1']:.2f}%, test top-1 {100 * summary['test_top1']:.2f}% "
+            f"-> {summary['folder']}")

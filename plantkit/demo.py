@@ -175,7 +175,8 @@ def _analysis(out: Path, console, quiet: bool) -> None:
 def _experts(out: Path, plan: DemoPlan, quiet: bool) -> None:
     from plantkit.artifacts import CHECKPOINTS_DIR, STORE_FILE, expert_dir
     from plantkit.store import open_store
-    from plantkit.training.fit import TrainConfig, train_expert
+    from plantkit.training.config import TrainConfig
+    from plantkit.training.fit import train_expert
     from plantkit.training.resume import read_state
 
     for expert in plan.experts:

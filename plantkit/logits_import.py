@@ -8,12 +8,16 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plantkit.artifacts import artifact_lock, check_name, store_path
 from plantkit.errors import PlantkitInputError
 from plantkit.store import LOGITS_DTYPES, StoreWriter, classes_fingerprint, open_store
+
+if TYPE_CHECKING:
+    from plantkit.data.layout import Dataset
 
 # Rows per write: bounds memory to a few MB whatever the size of the memory-mapped .npy.
 IMPORT_CHUNK_ROWS = 4096
@@ -173,55 +177,33 @@ def import_logits(
             overwrite=overwrite)
 
 
+@dataclass
+class _ClassSource:
+    """Where an import's class ids come from: --data, --classes or the existing store."""
+
+    class_ids: list[str]
+    fingerprint: str
+    source: str
+    dataset: Dataset | None = None  # set for --data
+    train_counts: np.ndarray | None = None  # from the dataset's train split, for --data
+
+
 def _import_locked(target: Path, *, expert, split, logits_path, labels_path, data_root,
                    classes_path, train_counts_path, paths_path, dtype, overwrite) -> ImportedSplit:
     existing = _existing_store_summary(target)
-
-    paths = None
-    train_counts = None
-    if data_root is not None:
-        from plantkit.data.layout import open_dataset
-
-        dataset = open_dataset(data_root)
-        class_ids, fingerprint = dataset.class_ids, dataset.fingerprint
-        source = f"--data {data_root}"
-        train_counts = np.bincount(dataset.splits["train"].labels, minlength=len(class_ids))
-    elif classes_path is not None:
-        class_ids = read_class_ids(classes_path)
-        fingerprint = classes_fingerprint(class_ids)
-        source = f"--classes {classes_path}"
-    elif existing is not None:
-        class_ids, fingerprint = existing["class_ids"], existing["fingerprint"]
-        source = str(target)
-    else:
-        raise PlantkitInputError(
-            f"no store for expert {expert} yet: give --data ROOT or --classes FILE for its "
-            "class ids"
-        )
+    classes = _class_source(target, expert, existing, data_root, classes_path)
+    class_ids, fingerprint = classes.class_ids, classes.fingerprint
     if existing is not None:
-        _check_against_existing(existing, target, class_ids, fingerprint, source)
+        _check_against_existing(existing, target, class_ids, fingerprint, classes.source)
         if split in existing["splits"] and not overwrite:
             raise PlantkitInputError(
                 f"{target} already holds split {split!r}: pass --overwrite to replace it"
             )
 
-    logits = load_npy(logits_path, "--logits")
-    labels = load_npy(labels_path, "--labels")
-    _check_shapes(logits, labels, len(class_ids), logits_path, labels_path)
+    logits, labels = _load_logits_labels(logits_path, labels_path, len(class_ids))
     n_rows = logits.shape[0]
-    if n_rows == 0:
-        raise PlantkitInputError(f"--logits {logits_path} holds 0 rows: nothing to import")
-    labels = np.asarray(labels, dtype=np.int64)
-    _check_label_range(labels, len(class_ids), labels_path)
-
-    if data_root is not None:
-        paths = _dataset_rows(dataset, split, labels, data_root, labels_path)
-    elif paths_path is not None:
-        paths = read_paths(paths_path)
-        if len(paths) != n_rows:
-            raise PlantkitInputError(
-                f"--paths {paths_path} has {len(paths)} lines for {n_rows} rows of logits"
-            )
+    paths = _row_paths(classes.dataset, split, labels, n_rows, data_root, labels_path, paths_path)
+    train_counts = classes.train_counts
     if train_counts_path is not None:
         train_counts = read_train_counts(train_counts_path, class_ids)
 
@@ -243,6 +225,56 @@ def _import_locked(target: Path, *, expert, split, logits_path, labels_path, dat
     with open_store(target) as store:
         splits = store.splits
     return ImportedSplit(target, split, n_rows, len(class_ids), dtype, splits, fingerprint)
+
+
+def _class_source(target: Path, expert, existing: dict | None, data_root,
+                  classes_path) -> _ClassSource:
+    if data_root is not None:
+        from plantkit.data.layout import open_dataset
+
+        dataset = open_dataset(data_root)
+        train_counts = np.bincount(dataset.splits["train"].labels,
+                                   minlength=len(dataset.class_ids))
+        return _ClassSource(dataset.class_ids, dataset.fingerprint, f"--data {data_root}",
+                            dataset, train_counts)
+    if classes_path is not None:
+        class_ids = read_class_ids(classes_path)
+        return _ClassSource(class_ids, classes_fingerprint(class_ids),
+                            f"--classes {classes_path}")
+    if existing is not None:
+        return _ClassSource(existing["class_ids"], existing["fingerprint"], str(target))
+    raise PlantkitInputError(
+        f"no store for expert {expert} yet: give --data ROOT or --classes FILE for its "
+        "class ids"
+    )
+
+
+def _load_logits_labels(logits_path, labels_path,
+                        num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The checked logits (memory-mapped) and labels (int64) of an import."""
+    logits = load_npy(logits_path, "--logits")
+    labels = load_npy(labels_path, "--labels")
+    _check_shapes(logits, labels, num_classes, logits_path, labels_path)
+    if logits.shape[0] == 0:
+        raise PlantkitInputError(f"--logits {logits_path} holds 0 rows: nothing to import")
+    labels = np.asarray(labels, dtype=np.int64)
+    _check_label_range(labels, num_classes, labels_path)
+    return logits, labels
+
+
+def _row_paths(dataset: Dataset | None, split: str, labels: np.ndarray, n_rows: int,
+               data_root, labels_path, paths_path) -> list[str] | None:
+    """Image paths of the rows: the dataset's for --data, else --paths' lines, else none."""
+    if dataset is not None:
+        return _dataset_rows(dataset, split, labels, data_root, labels_path)
+    if paths_path is None:
+        return None
+    paths = read_paths(paths_path)
+    if len(paths) != n_rows:
+        raise PlantkitInputError(
+            f"--paths {paths_path} has {len(paths)} lines for {n_rows} rows of logits"
+        )
+    return paths
 
 
 def _existing(path, option: str) -> Path:

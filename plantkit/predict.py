@@ -147,9 +147,9 @@ def predict_to_store(
                                       feature_dim=info["feature_dim"] if features else None,
                                       skippable=True)
             predicted = np.zeros(len(rows), dtype=bool)
-            for images, _labels, indices in loader:
+            for images, _labels, batch_indices in loader:
                 logits, feats = expert.predict_batch(images, features=features)
-                indices = np.asarray(indices)
+                indices = np.asarray(batch_indices)
                 _write_rows(out, rows, indices, logits, feats)
                 predicted[indices] = True
                 if on_batch is not None:

@@ -17,13 +17,17 @@ from rich.progress import (
 )
 
 
+def _advance_nothing(n: int = 1) -> None:
+    """The `advance` of a disabled bar."""
+
+
 @contextlib.contextmanager
 def progress_bar(
     description: str, total: int | None, *, disable: bool = False, unit: str = "img"
 ) -> Iterator[Callable[[int], None]]:
     """Yield `advance(n=1)`; the bar goes to stderr so stdout stays clean for --json."""
     if disable:
-        yield lambda n=1: None
+        yield _advance_nothing
         return
     columns = (
         TextColumn("{task.description}", style="bold", markup=False),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import plantkit  # noqa: F401 - sets KERAS_BACKEND=torch before any test imports keras
+import plantkit.backend  # noqa: F401 - keras on the torch backend before any test imports keras
 
 
 def write_image(path: Path, colour=(40, 120, 40), size=(12, 10)) -> Path:

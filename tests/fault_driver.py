@@ -90,7 +90,7 @@ def leftovers(root: Path) -> list[str]:
 def _train_setup(work: Path):
     from plantkit.data.profiles import make_profile
     from plantkit.data.synth import generate_dataset
-    from plantkit.training.fit import TrainConfig
+    from plantkit.training.config import TrainConfig
 
     data = work / "data"
     if not data.exists():

@@ -39,7 +39,7 @@ def test_unknown_command_is_usage_error():
 
 
 def test_keras_backend_is_torch_after_import():
-    code = "import plantkit, keras; print(keras.backend.backend())"
+    code = "import plantkit.backend, keras; print(keras.backend.backend())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "torch", result.stderr
 
@@ -49,7 +49,7 @@ def test_keras_imported_with_another_backend_is_refused():
     code = (
         "import sys, types; k = types.ModuleType('keras'); "
         "k.backend = types.SimpleNamespace(backend=lambda: 'tensorflow'); "
-        "sys.modules['keras'] = k; import plantkit"
+        "sys.modules['keras'] = k; import plantkit.backend"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0

@@ -120,15 +120,26 @@ def test_load_weights_takes_an_expert_folder_of_the_same_shape_only(tmp_path):
         load_weights(create_expert("test_resnet", 5, input_size=64), tmp_path / "source")
 
 
-def test_amp_changes_nothing_off_cuda():
+def test_amp_runs_the_backbone_under_bfloat16_autocast_and_returns_float32_logits():
     torch.manual_seed(0)
     plain = create_expert("test_resnet", 3, input_size=64)
     amp = create_expert("test_resnet", 3, input_size=64, amp=True)
     amp.backbone.load_state_dict(plain.backbone.state_dict())
     x = _images()
-    logits = amp.predict_batch(x)[0]
-    assert amp.config["amp"] and logits.dtype == torch.float32
-    assert torch.equal(logits, plain.predict_batch(x)[0])
+    seen = []
+    for expert in (plain, amp):
+        expert.backbone.get_submodule(expert.classifier_name).register_forward_hook(
+            lambda _module, _args, output: seen.append(output.dtype))
+    reference = plain.predict_batch(x)[0]
+    assert seen == [torch.float32]
+    scale = reference.abs().max().item()
+    for logits, features in (amp.predict_batch(x), amp.predict_batch(x, features=True)):
+        assert logits.dtype == torch.float32
+        assert features is None or features.dtype == torch.float32
+        assert not torch.equal(logits, reference)  # bfloat16's rounding shows...
+        torch.testing.assert_close(logits, reference, rtol=0.05, atol=0.05 * scale)  # ...only
+    assert seen == [torch.float32, torch.bfloat16, torch.bfloat16]  # the head ran in bfloat16
+    assert amp.config["amp"] and not plain.config["amp"]
 
 
 def test_saved_weights_load_into_the_plain_library_model(tmp_path):

@@ -152,11 +152,6 @@ def test_shared_choices_have_one_home():
     assert offenders == []
 
 
-def test_fit_still_offers_the_config():
-    from plantkit.training import config, fit
-
-    assert fit.TrainConfig is config.TrainConfig and fit.validate is config.validate
-
 
 @pytest.mark.parametrize("bad", [
     {"resize": 0}, {"crop": -3}, {"crop": 300}, {"resize": 64, "crop": 72},

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-import plantkit  # noqa: F401  (torch backend first)
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 
 import keras  # isort: skip
 import pytest
@@ -69,7 +69,7 @@ def test_init_from_an_expert_name_trains_from_its_weights_and_records_its_folder
     base = artifacts / "experts" / "base"
     start = StartingWeights()
     run_dir = train_expert(tiny(data_root, init_from="base"), artifacts=artifacts, quiet=True,
-                           callbacks=[start])
+                           callbacks=[start]).folder
     # Named after the architecture of the expert it started from.
     assert run_dir == artifacts / "experts" / "test_resnet"
     assert (run_dir / "expert.json").is_file()
@@ -90,7 +90,7 @@ def test_a_run_started_from_a_name_resumes(artifacts, data_root):
     assert not (run_dir / "expert.json").exists()
     # The same options with --resume (the name again): the recorded folder matches.
     again = train_expert(tiny(data_root, init_from="base", epochs=2, resume=True),
-                         artifacts=artifacts, quiet=True, given={"init_from", "resume"})
+                         artifacts=artifacts, quiet=True, given={"init_from", "resume"}).folder
     assert again == run_dir and (run_dir / "expert.json").is_file()
 
 

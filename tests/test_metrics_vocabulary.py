@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -57,14 +56,13 @@ def _cli_json(capsys, monkeypatch, artifacts, *args) -> dict:
 
 
 def _train_summary(monkeypatch, artifacts, name: str) -> dict:
-    """commands/train.py's `_summary` of an expert folder; the training state it reads
-    (checkpoints) is stood in for, so keras is not imported."""
-    from plantkit.commands.train import _summary
+    """`plantkit train --json`'s document (TrainResult) of an expert folder; the training
+    state it reads (checkpoints) is stood in for."""
+    from plantkit.training import result
 
-    resume = types.ModuleType("plantkit.training.resume")
-    resume.read_state = lambda folder: {"best_epoch": 0, "best_value": 0.25}
-    monkeypatch.setitem(sys.modules, "plantkit.training.resume", resume)
-    return _summary(store_path(artifacts, name).parent)
+    monkeypatch.setattr(result.resume, "read_state",
+                        lambda folder: {"best_epoch": 0, "best_value": 0.25})
+    return result.TrainResult.of_run(store_path(artifacts, name).parent).to_dict()
 
 
 def test_float16_ties_are_real_and_argmax_would_credit_them(tmp_path):

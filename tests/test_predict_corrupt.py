@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 
-import plantkit  # noqa: F401  (torch backend first)
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 
 import h5py  # isort: skip
 import numpy as np

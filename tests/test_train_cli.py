@@ -9,20 +9,22 @@ from __future__ import annotations
 import json
 import math
 
-import plantkit  # noqa: F401  (torch backend first)
-
-import keras  # isort: skip
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from cli_helpers import cli, one_torch_thread, refused  # noqa: F401 (an autouse fixture)
 
 from plantkit.artifacts import HISTORY_COLUMNS
 from plantkit.artifacts import read_history_rows as read_history
+from plantkit.backend import keras
 from plantkit.data.profiles import make_profile
 from plantkit.data.synth import generate_dataset
 from plantkit.store import open_store
-from plantkit.training.fit import TrainConfig, train_expert
+from plantkit.training import fit
+from plantkit.training.config import TrainConfig
+from plantkit.training.fit import train_expert
+from plantkit.training.losses import balanced_class_weights
 from plantkit.training.resume import read_state
 
 CLASSES = 5
@@ -223,16 +225,122 @@ def test_training_starts_at_the_given_weights(trained, data_root, tmp_path, sour
         assert expert["config"]["mean"] != pytest.approx([0.485, 0.456, 0.406])
 
 
-def test_rare_species_options_combine(data_root, tmp_path):
-    code, out, err = cli("--artifacts", tmp_path, "train", "--data", data_root, "--epochs", 1,
-                         "--augment-below", 36, "--sampler", "inverse", "--loss", "weighted",
-                         "--json", *TINY)
+@pytest.fixture(scope="module")
+def tail_root(tmp_path_factory):
+    """A long tail: 35, 12, 7, 4 and 2 train images."""
+    root = tmp_path_factory.mktemp("data") / "tail"
+    counts = make_profile("zipf", classes=CLASSES, scale=0.005, alpha=1.5)
+    assert counts["train"].tolist() == [35, 12, 7, 4, 2]
+    return generate_dataset(root, counts, image_size=40, seed=0)
+
+
+class RecordedInput(torch.utils.data.IterableDataset):
+    """The batches Keras gets, passed through; the labels of each pass are kept (Keras peeks
+    at a first batch before the epoch's pass)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+        self.passes = []
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        self.passes.append([])
+        for images, labels in self.batches:
+            self.passes[-1].append(labels.clone())
+            yield images, labels
+
+
+def train_observed(monkeypatch, *args) -> dict:
+    """Run `plantkit train ARGS` and keep what its fit loop really used: the train loader,
+    the labels of every train batch fed to Keras, and the compiled expert."""
+    seen = {"loaders": [], "inputs": [], "experts": []}
+    make_loader, keras_input, compile_expert = fit.make_loader, fit.keras_input, fit.compile_expert
+
+    def loader(*a, **k):
+        seen["loaders"].append(make_loader(*a, **k))
+        return seen["loaders"][-1]
+
+    def recorded(batches):
+        seen["inputs"].append(RecordedInput(batches))
+        return keras_input(seen["inputs"][-1])
+
+    def compiled(expert, *a, **k):
+        compile_expert(expert, *a, **k)
+        seen["experts"].append(expert)
+
+    monkeypatch.setattr(fit, "make_loader", loader)
+    monkeypatch.setattr(fit, "keras_input", recorded)
+    monkeypatch.setattr(fit, "compile_expert", compiled)
+    code, out, err = cli(*args)
+    monkeypatch.undo()
     assert code == 0, err
-    summary = json.loads(out)
-    assert summary["expert"] == "test_resnet" and 0.0 <= summary["test_top1"] <= 1.0
-    saved = json.loads((tmp_path / "experts" / "test_resnet" / "train_config.json").read_text())
+    (train_loader, _val), (train_input, _val_input) = seen["loaders"], seen["inputs"]
+    epoch = train_input.passes[-1]  # the one epoch's whole pass
+    assert len(epoch) == len(train_input)
+    return {"summary": json.loads(out), "loader": train_loader, "expert": seen["experts"][0],
+            "drawn": np.bincount(torch.cat(epoch).numpy(), minlength=CLASSES)}
+
+
+def test_rare_species_options_change_what_training_sees(tail_root, tmp_path, monkeypatch):
+    base = ["--artifacts", tmp_path, "train", "--data", tail_root, "--epochs", 1, "--json",
+            *TINY]
+    plain = train_observed(monkeypatch, *base, "--expert", "plain")
+    rare = train_observed(monkeypatch, *base, "--expert", "rare", "--augment-below", 10,
+                          "--sampler", "inverse", "--loss", "weighted")
+    counts = np.array([35, 12, 7, 4, 2])
+    assert rare["summary"]["expert"] == "rare" and 0.0 <= rare["summary"]["test_top1"] <= 1.0
+    saved = json.loads((tmp_path / "experts" / "rare" / "train_config.json").read_text())
     assert (saved["config"]["augment_below"], saved["config"]["sampler"],
-            saved["config"]["loss"]) == (36, "inverse", "weighted")
+            saved["config"]["loss"]) == (10, "inverse", "weighted")
+
+    # --sampler inverse: as many draws per epoch, about as many of each species.
+    assert plain["drawn"].tolist() == counts.tolist()  # each image once
+    assert rare["drawn"].sum() == counts.sum()
+    assert rare["drawn"][-1] >= 3 * counts[-1] and rare["drawn"][0] <= 0.6 * counts[0]
+
+    # --loss weighted: the compiled loss weighs each species by n / (C * n_c).
+    labels = plain["loader"].dataset.labels
+    assert plain["expert"].loss.class_weights is None
+    weights = balanced_class_weights(labels, CLASSES)
+    np.testing.assert_allclose(rare["expert"].loss.class_weights, weights, rtol=1e-6)
+    logits, y = torch.randn(6, CLASSES, generator=torch.Generator().manual_seed(0)), \
+        torch.tensor([0, 0, 0, 1, 4, 4])
+    torch.testing.assert_close(rare["expert"].loss(y, logits),
+                               F.cross_entropy(logits, y, weight=torch.tensor(weights)))
+    assert not torch.allclose(rare["expert"].loss(y, logits), plain["expert"].loss(y, logits))
+
+    # --augment-below 10: the images of species under 10 train images (not the others) are
+    # augmented; the same row and draw seed gives the plain run's image otherwise.
+    ours, theirs = rare["loader"].dataset, plain["loader"].dataset
+    assert ours.augmented_classes == {2, 3, 4} and theirs.augmented_classes == frozenset()
+    for row, label in enumerate(labels):
+        same = torch.equal(ours[(row, 1000 + row)][0], theirs[(row, 1000 + row)][0])
+        assert same == (label < 2), (row, label)
+
+
+def test_a_diverging_training_exits_1_and_keeps_the_last_good_epoch(data_root, tmp_path):
+    # One batch per epoch: epoch 1's loss is measured before its update, which blows the
+    # weights up; epoch 2's first loss is then infinite or NaN.
+    code, out, err = cli("--artifacts", tmp_path, "train", "--data", data_root, "--epochs", 3,
+                         *TINY, "--batch-size", 256, "--lr", "1e30")
+    run_dir = tmp_path / "experts" / "test_resnet"
+    assert code == 1 and out == ""
+    line, = err.strip().splitlines()
+    assert "the training loss became NaN or infinite in epoch 2, batch 1" in line
+    assert f"the checkpoints of epoch 1 are kept in {run_dir / 'checkpoints'}" in line
+    assert "a lower --lr may help" in line
+    state = read_state(run_dir / "checkpoints")
+    assert state["next_epoch"] == 1 and (run_dir / "checkpoints" / state["last"]).is_dir()
+    rows = read_history(run_dir / "history.csv")  # the diverged epoch's row explains the stop
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert math.isfinite(float(rows[0]["loss"])) and not math.isfinite(float(rows[1]["loss"]))
+    assert not (run_dir / "expert.json").exists() and not (run_dir / "predictions.h5").exists()
+    # The kept epoch is a resume point: the run is protected, not silently replaced.
+    line = refused("--artifacts", tmp_path, "train", "--data", data_root, *TINY)
+    assert "already exists" in line
 
 
 def test_predict_stores_nothing_when_over_1_percent_is_corrupt(trained, data_root, tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
-import plantkit  # noqa: F401  (torch backend first)
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 
 import keras  # isort: skip
 import numpy as np
@@ -25,7 +25,8 @@ from plantkit.data.synth import generate_dataset
 from plantkit.data.transforms import TransformSpec
 from plantkit.store import open_store
 from plantkit.training.batches import EpochBatches
-from plantkit.training.fit import TrainConfig, train_expert
+from plantkit.training.config import TrainConfig
+from plantkit.training.fit import train_expert
 
 TINY = ["--arch", "test_resnet", "--resize", "40", "--crop", "32", "--workers", "0",
         "--milestones", "1", "--lr", "0.05", "--quiet"]

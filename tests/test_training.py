@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
+import subprocess
+import sys
 
-import plantkit  # noqa: F401  (torch backend first)
-
-import keras  # isort: skip
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from cli_helpers import one_torch_thread  # noqa: F401 (an autouse fixture)
 
 from plantkit.artifacts import HISTORY_COLUMNS, artifact_lock, history_csv_text, read_history_rows
+from plantkit.backend import keras
 from plantkit.training import callbacks as cb
 from plantkit.training.batches import EpochBatches, keras_input
 from plantkit.training.losses import CrossEntropy, balanced_class_weights
@@ -304,7 +306,45 @@ def test_history_csv_has_the_columns_and_drops_epochs_after_the_resume_point(tmp
     assert read_state(tmp_path / "checkpoints")["next_epoch"] == 3
 
 
+# epoch_seed(seed, epoch) for seed 0-2 and epoch 0-2: a resumed run (in a new process, maybe
+# of a newer plantkit) must draw what the interrupted one would have, so these never change.
+EPOCH_SEEDS = [[2968811710, 3964924996, 3141116543], [1835504127, 1189033389, 1596810411],
+               [2834126987, 307626447, 1340026844]]
+
+
 def test_epoch_seed_depends_on_seed_and_epoch_only():
-    assert cb.epoch_seed(0, 3) == cb.epoch_seed(0, 3)
-    assert len({cb.epoch_seed(s, e) for s in range(3) for e in range(3)}) == 9
-    json.dumps(cb.epoch_seed(1, 2))  # a plain int
+    expected = [[cb.epoch_seed(s, e) for e in range(3)] for s in range(3)]
+    assert len({v for row in expected for v in row}) == 9
+    assert all(type(v) is int and 0 <= v < 2**32 for row in expected for v in row)
+    json.dumps(expected)  # plain ints
+    assert expected == EPOCH_SEEDS
+    # Not the global random state of this process...
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    assert [[cb.epoch_seed(s, e) for e in range(3)] for s in range(3)] == expected
+    # ...nor the process (hash seed, imports): another interpreter gives the same seeds.
+    code = ("import json, random; import numpy, torch; random.seed(9); numpy.random.seed(9); "
+            "torch.manual_seed(9); from plantkit.training.callbacks import epoch_seed; "
+            "print(json.dumps([[epoch_seed(s, e) for e in range(3)] for s in range(3)]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == expected
+
+
+def test_epoch_determinism_seeds_torch_and_the_batches_per_epoch():
+    class Batches:
+        epoch = None
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    batches = Batches()
+    callback = cb.EpochDeterminism(7, [batches])
+    callback.on_epoch_begin(3)
+    assert torch.initial_seed() == cb.epoch_seed(7, 3) and batches.epoch == 3
+    drawn = torch.rand(4)
+    torch.manual_seed(1234)  # whatever ran before
+    callback.on_epoch_begin(3)
+    assert torch.equal(torch.rand(4), drawn)
+    callback.on_epoch_begin(4)
+    assert torch.initial_seed() == cb.epoch_seed(7, 4) != cb.epoch_seed(7, 3)

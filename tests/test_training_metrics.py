@@ -7,7 +7,7 @@ equals plantkit.metrics' top-1 of the stored val logits.
 
 from __future__ import annotations
 
-import plantkit  # noqa: F401  (torch backend first)
+import plantkit.backend  # noqa: F401  (keras on the torch backend, before keras is imported)
 
 import keras  # isort: skip
 import numpy as np
@@ -20,7 +20,8 @@ from plantkit.data.profiles import make_profile
 from plantkit.data.synth import generate_dataset
 from plantkit.metrics import accuracy_scores, true_class_rank
 from plantkit.store import open_store
-from plantkit.training.fit import TrainConfig, train_expert
+from plantkit.training.config import TrainConfig
+from plantkit.training.fit import train_expert
 from plantkit.training.metrics import MacroTop1, TopKAccuracy, accuracy_metrics
 
 # 7 classes, class 6 never the true class; each row's rank (other classes >= the true one)
@@ -134,7 +135,7 @@ def test_history_val_top1_is_plantkits_top1_of_the_stored_val_logits(tmp_path):
     root = generate_dataset(tmp_path / "data", counts, image_size=40, seed=0)
     config = TrainConfig(data=str(root), arch="test_resnet", epochs=1, resize=40, crop=32,
                          batch_size=16, workers=0, lr=0.05)
-    run_dir = train_expert(config, artifacts=tmp_path / "artifacts", quiet=True)
+    run_dir = train_expert(config, artifacts=tmp_path / "artifacts", quiet=True).folder
     last = read_history_rows(run_dir / "history.csv")[-1]
     with open_store(run_dir / "predictions.h5") as store:  # the best epoch = the only one
         labels, logits = store.labels("val"), store.logits("val")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from plantkit.combine import route
-from plantkit.combine.fit import ADJUST, CallPlan, Fitted
+from plantkit.combine.fit import ADJUST, CallPlan, Fitted, required_fit
 from plantkit.combine.inputs import ExpertSet
 from plantkit.combine.logit_adjust import TAU_GRID, log_prior
 from plantkit.combine.mixers import (
@@ -49,13 +49,14 @@ def _method_mixer(method: str, ref: MethodRef, experts: ExpertSet, plan: CallPla
         kind = CALIBRATED if options.weight_by == "fit" else RAW
         return ProbMixture(ref, fitted.weighted_weights, kind, n_classes)
     if method == "greedy":
-        return ProbMixture(ref, fitted.greedy.weights, CALIBRATED, n_classes)
+        return ProbMixture(ref, required_fit(fitted.greedy, method).weights, CALIBRATED, n_classes)
     if method == "temperature":
         return ProbMixture(ref, _uniform(experts), CALIBRATED, n_classes)
     if method == "cascade":
-        return CascadeMixture(ref, plan.order, fitted.cascade.fit.thresholds, n_classes)
+        cascade = required_fit(fitted.cascade, method)
+        return CascadeMixture(ref, plan.order, cascade.fit.thresholds, n_classes)
     if method == "router":
-        return route.mixer(ref, fitted.route, experts)
+        return route.mixer(ref, required_fit(fitted.route, method), experts)
     raise ValueError(f"unknown method {method!r}")
 
 

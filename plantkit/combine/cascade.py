@@ -10,6 +10,7 @@ experts run until it stops.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from plantkit.errors import PlantkitInputError
 
 NEVER = math.inf  # a threshold no probability reaches: the stage never stops an image
+# The sort key of a (top-1, cost) point: (infeasible, then two numbers); smallest is best.
+_SortKey = tuple[bool, float, float]
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ def fit_cascade(conf, correct, cum_costs, *, within: float | None = None,
     key = _objective(full_top1, cum_costs, within, budget)
     quantiles = np.linspace(0.0, 1.0, grid)
     shared = np.unique(np.concatenate([[0.0], np.quantile(conf[:, :-1], quantiles), [NEVER]]))
-    curve, best, best_key = [], None, None
+    curve: list[dict] = []
+    best: np.ndarray | None = None
+    best_key: _SortKey | None = None
     for threshold in shared:
         thresholds = np.append(np.full(n_stages - 1, threshold), 0.0)
         point = cascade_point(conf, correct, thresholds, cum_costs)
@@ -80,6 +85,8 @@ def fit_cascade(conf, correct, cum_costs, *, within: float | None = None,
         if best_key is None or key(point) < best_key:
             best, best_key = thresholds, key(point)
     curve.sort(key=lambda p: (p["val_gflops"], -p["val_top1"]))
+    if best is None or best_key is None:  # `shared` always holds 0.0 and NEVER
+        raise ValueError("no shared threshold was tried")
 
     thresholds = best.copy()
     candidates = [np.unique(np.append(np.quantile(conf[:, s], quantiles), NEVER))
@@ -100,7 +107,7 @@ def fit_cascade(conf, correct, cum_costs, *, within: float | None = None,
 
 
 def _objective(full_top1: float, cum_costs: np.ndarray, within: float | None,
-               budget: float | None):
+               budget: float | None) -> Callable[[tuple[float, float]], _SortKey]:
     """The sort key of a (top-1, cost) point: the best point has the smallest key."""
     if (within is None) == (budget is None):
         raise ValueError("give exactly one of within and budget")
@@ -109,10 +116,13 @@ def _objective(full_top1: float, cum_costs: np.ndarray, within: float | None,
             raise PlantkitInputError(f"--within {within}: give a top-1 margin >= 0, e.g. 0.005")
         floor = full_top1 - within
 
-        def key(point):  # feasible first, then least cost, then best top-1
+        def least_cost(point: tuple[float, float]) -> _SortKey:
+            # feasible first, then least cost, then best top-1
             top1, cost = point
             return (top1 < floor - 1e-12, cost, -top1)
-        return key
+        return least_cost
+    if budget is None:  # excluded by the check above; narrows the type
+        raise ValueError("give exactly one of within and budget")
     if not budget > 0:
         raise PlantkitInputError(f"--budget {budget}: give GFLOPs per image > 0")
     if cum_costs[0] > budget + 1e-12:
@@ -121,10 +131,11 @@ def _objective(full_top1: float, cum_costs: np.ndarray, within: float | None,
             "per image; give a larger budget"
         )
 
-    def key(point):  # feasible first, then best top-1, then least cost
+    def best_top1(point: tuple[float, float]) -> _SortKey:
+        # feasible first, then best top-1, then least cost
         top1, cost = point
         return (cost > budget + 1e-12, -top1, cost)
-    return key
+    return best_top1
 
 
 def _stage_options(conf, correct, cum_costs, thresholds, stage: int, candidates):

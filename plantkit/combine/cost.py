@@ -46,9 +46,10 @@ def expert_gflops(names: Sequence[str], attrs: Sequence[Mapping],
 def ensemble_gflops(gflops: Sequence[float | None], used) -> float | None:
     """Cost of running every expert with used[m] true on every image (None if one is unknown)."""
     chosen = [g for g, u in zip(gflops, np.asarray(used, dtype=bool)) if u]
-    if any(g is None for g in chosen):
+    known = [g for g in chosen if g is not None]
+    if len(known) < len(chosen):
         return None
-    return float(sum(chosen))
+    return float(sum(known))
 
 
 def require_costs(names: Sequence[str], gflops: Sequence[float | None], why: str) -> np.ndarray:

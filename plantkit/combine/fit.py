@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def fit_on_val(experts: ExpertSet, plan: CallPlan, progress: Progress) -> Fitted
     by_name = {n: float(t) for n, t in zip(names, temperatures)}
     n_val = experts.num_rows("val")
     fit_rows = int(len(fitting_rows(n_val, options.fit_rows)))
-    notes = ()
+    notes: tuple[str, ...] = ()
     if fit_rows < n_val and np.any(temperatures != 1.0):
         notes = (f"temperatures fitted on {fit_rows:,} of the {n_val:,} val rows, evenly "
                  "spread (everything else uses every val row)",)
@@ -147,12 +148,25 @@ def fit_on_val(experts: ExpertSet, plan: CallPlan, progress: Progress) -> Fitted
     if options.temperature:
         params["temperature"] = {"temperatures": by_name, "temperature_fit_rows": fit_rows}
     if options.cascade:
+        stats = required_fit(stats, "cascade")
         costs = stage_costs([experts.gflops[m] for m in plan.order])
         cascade = CascadePlan(fit_cascade(stats.stage_conf, stats.stage_correct, costs,
                                           within=options.within, budget=options.budget), costs)
     if options.router:
+        if plan.router_input is None:  # plan_call chooses one whenever --router is on
+            raise RuntimeError("the router was planned without its input kind")
         routed = route.fit(experts, stats, plan.order, plan.router_input, options)
     return Fitted(temperatures, stats, params, weights, greedy, cascade, routed, notes)
+
+
+_T = TypeVar("_T")
+
+
+def required_fit(value: _T | None, method: str) -> _T:
+    """What fit_on_val fits for `method` whenever it is on (refused if it is missing)."""
+    if value is None:
+        raise RuntimeError(f"method {method}: nothing was fitted on val for it")
+    return value
 
 
 def _fit_weighted(options, stats, names, temperatures, fit_rows):

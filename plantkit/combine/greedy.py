@@ -60,7 +60,10 @@ def greedy_selection(true_probs, *, metric: str = "nll", steps: int | None = Non
 
     summed = np.zeros(n_rows)
     summed_candidates = None if metric == "nll" else np.zeros(candidate_probs.shape[:2])
-    path, best, best_step = [], None, 0
+    path: list[dict] = []
+    added: list[int] = []  # path's "added", step by step
+    best: tuple[float, ...] | None = None
+    best_step = 0
     for step in range(1, steps + 1):
         nll = -np.log(np.maximum((summed[:, None] + true_probs) / step, _FLOOR)).mean(axis=0)
         top1 = None
@@ -78,11 +81,12 @@ def greedy_selection(true_probs, *, metric: str = "nll", steps: int | None = Non
         summed += true_probs[:, pick]
         if summed_candidates is not None:
             summed_candidates += candidate_probs[:, :, pick]
-        entry = {"step": step, "added": pick, "val_nll": float(nll[pick]),
-                 "val_top1": None if top1 is None else float(top1[pick])}
-        path.append(entry)
-        score = (entry["val_nll"],) if metric == "nll" else (-entry["val_top1"], entry["val_nll"])
+        val_nll = float(nll[pick])
+        path.append({"step": step, "added": pick, "val_nll": val_nll,
+                     "val_top1": None if top1 is None else float(top1[pick])})
+        added.append(pick)
+        score = (val_nll,) if top1 is None else (-float(top1[pick]), val_nll)
         if best is None or score < best:
             best, best_step = score, step
-    chosen = np.bincount([e["added"] for e in path[:best_step]], minlength=n_experts)
+    chosen = np.bincount(added[:best_step], minlength=n_experts)
     return GreedySelection(chosen.astype(np.int64), path, best_step)

@@ -83,6 +83,12 @@ class Mixer:
     def begin(self, split: str, n_rows: int) -> None:
         self.split = split
 
+    def current_split(self) -> str:
+        """The split begun last; refused before any begin()."""
+        if self.split is None:
+            raise RuntimeError(f"mixer {self.name} was fed rows before begin(split)")
+        return self.split
+
     def add(self, chunk: ExpertChunk) -> None:
         raise NotImplementedError
 
@@ -249,8 +255,9 @@ class RouterMixture(Mixer):
         return log_mixture(total)
 
     def _chunk_weights(self, rows, probs) -> np.ndarray:
-        weights = np.asarray(self.weights_for(self.split, rows, probs), dtype=np.float32)
-        self.used_weights[self.split].append(weights)
+        split = self.current_split()
+        weights = np.asarray(self.weights_for(split, rows, probs), dtype=np.float32)
+        self.used_weights[split].append(weights)
         return weights
 
     def weights(self, split: str) -> np.ndarray:

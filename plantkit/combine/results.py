@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,9 +15,16 @@ from plantkit import __version__, metrics
 from plantkit.combine import route
 from plantkit.combine.cascade import NEVER
 from plantkit.combine.cost import ensemble_gflops
-from plantkit.combine.fit import ADJUST, CallPlan, Fitted
+from plantkit.combine.fit import ADJUST, CallPlan, Fitted, required_fit
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
-from plantkit.combine.mixers import CALIBRATED, RAW, CascadeMixture, Mixer
+from plantkit.combine.mixers import (
+    CALIBRATED,
+    RAW,
+    CascadeMixture,
+    LogitAdjusted,
+    Mixer,
+    RouterMixture,
+)
 from plantkit.combine.refs import Ref
 from plantkit.combine.save import COMBINATION_FORMAT, COMBINATION_VERSION
 from plantkit.combine.scoring import CombinationScores
@@ -49,6 +57,17 @@ def method_results(outcome: Outcome) -> list[dict]:
     return results
 
 
+_M = TypeVar("_M", bound=Mixer)
+
+
+def _mixer_of(mixer: Mixer, kind: type[_M], method: str) -> _M:
+    """`mixer`, which plan_call built as a `kind` for `method`."""
+    if not isinstance(mixer, kind):
+        raise TypeError(f"method {method}: {mixer.name} is a {type(mixer).__name__}, "
+                        f"not a {kind.__name__}")
+    return mixer
+
+
 def _names(experts: ExpertSet, indices) -> list[str]:
     return [experts.names[m] for m in sorted(indices)]
 
@@ -62,19 +81,26 @@ def _result(outcome: Outcome, method: str, mixer: Mixer, costs: Mapping) -> dict
     if method == "average":
         params["space"] = plan.options.space
     elif method == "cascade":
-        params, gflops_val, gflops = _cascade_params(outcome, mixer, test)
+        cascade = _mixer_of(mixer, CascadeMixture, method)
+        params, gflops_val, gflops = _cascade_params(outcome, cascade, test)
         used = [experts.names[m] for m in plan.order]
     elif method == "router":
-        params, gflops_val, gflops = route.result(fitted.route, mixer, experts, val, test)
+        router = _mixer_of(mixer, RouterMixture, method)
+        params, gflops_val, gflops = route.result(required_fit(fitted.route, "router"), router,
+                                                  experts, val, test)
         used = list(experts.names)
     elif method == ADJUST:
-        used = _names(experts, outcome.mixers[mixer.base].experts)
+        adjusted = _mixer_of(mixer, LogitAdjusted, method)
+        base = adjusted.base
+        if base is None:  # a logit adjustment is always derived from a base
+            raise RuntimeError(f"{adjusted.name} has no base combination")
+        used = _names(experts, outcome.mixers[base].experts)
         gflops = gflops_val = ensemble_gflops(experts.gflops, [n in used for n in experts.names])
-        if mixer.base in costs:  # a saved method of this call: its own cost
-            gflops_val, gflops = costs[mixer.base]
-        params = {"base": mixer.base.name, "tau": mixer.tau,
+        if base in costs:  # a saved method of this call: its own cost
+            gflops_val, gflops = costs[base]
+        params = {"base": base.name, "tau": adjusted.tau,
                   "tau_rule": "auto" if plan.options.tau is None else "given",
-                  "target": plan.options.target, "curve": mixer.curve}
+                  "target": plan.options.target, "curve": adjusted.curve}
     elif method == "temperature":
         params["calibration"] = _calibration_rows(outcome)
     return {"name": mixer.name, "method": method, "experts": used, "params": params,
@@ -83,7 +109,8 @@ def _result(outcome: Outcome, method: str, mixer: Mixer, costs: Mapping) -> dict
 
 
 def _cascade_params(outcome: Outcome, mixer: CascadeMixture, test: dict):
-    experts, plan, cascade = outcome.experts, outcome.plan, outcome.fitted.cascade
+    experts, plan = outcome.experts, outcome.plan
+    cascade = required_fit(outcome.fitted.cascade, "cascade")
     fit, costs = cascade.fit, cascade.stage_costs
     stops = {s: mixer.stop_stages(s) for s in COMBINE_SPLITS}
     gflops = {s: float(costs[stops[s]].mean()) for s in COMBINE_SPLITS}
@@ -106,10 +133,11 @@ def _cascade_params(outcome: Outcome, mixer: CascadeMixture, test: dict):
 
 def _calibration_rows(outcome: Outcome) -> list[dict]:
     fitted, records = outcome.fitted, outcome.records
+    calibration = required_fit(required_fit(fitted.stats, "temperature").calibration, "temperature")
     rows = []
     for m, name in enumerate(outcome.experts.names):
         row = {"expert": name, "temperature": float(fitted.temperatures[m]),
-               **fitted.stats.calibration[m]}
+               **calibration[m]}
         correct = records.ranks("test", m) == 0  # plantkit.metrics' top-1 hits
         for kind, when in ((RAW, "before"), (CALIBRATED, "after")):
             conf = records.confidence("test", m, kind)

@@ -7,6 +7,7 @@ val pass collected and turns its weights into a mixer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
 from plantkit.combine.mixers import RouterMixture
 from plantkit.combine.refs import Ref
 from plantkit.errors import PlantkitInputError
+
+if TYPE_CHECKING:  # the router module imports torch
+    from plantkit.combine.router import RouterFit
 
 FEATURES, CONFIDENCES = RouterInput.features.value, RouterInput.confidences.value
 
@@ -26,7 +30,7 @@ class RouteFit:
 
     input_kind: str
     input_expert: int | None
-    fit: object  # plantkit.combine.router.RouterFit
+    fit: RouterFit
     val_weights: np.ndarray  # cross-fitted on val, top-k applied
 
 
@@ -54,9 +58,12 @@ def fit(experts: ExpertSet, stats, order, input_kind: str, options) -> RouteFit:
     """Train the router on val (cross-fitted inside val by the router itself)."""
     from plantkit.combine import router
 
-    input_expert = order[0] if input_kind == FEATURES else None
-    inputs = (experts.stores[input_expert].features("val") if input_kind == FEATURES
-              else stats.confidences)
+    input_expert: int | None = None
+    if input_kind == FEATURES:
+        input_expert = order[0]
+        inputs = experts.stores[input_expert].features("val")
+    else:
+        inputs = stats.confidences
     fitted = router.fit_router(
         inputs, stats.true_probs, labels_val=experts.labels["val"],
         expert_gflops=_gflops_or_nan(experts), input_expert=input_expert,
@@ -75,6 +82,8 @@ def mixer(ref: Ref, fitted: RouteFit, experts: ExpertSet) -> RouterMixture:
         if split == "val":
             return fitted.val_weights[rows]
         if fitted.input_kind == FEATURES:
+            if fitted.input_expert is None:  # fit() always sets it for features
+                raise RuntimeError("a features router without its input expert")
             inputs = experts.stores[fitted.input_expert].features(split, rows)
         else:
             inputs = np.concatenate([confidence_features(probs_by_expert[m])

@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import plantkit  # noqa: F401  (sets the torch backend before keras is imported)
-
-import keras  # isort: skip
 import numpy as np
 import torch
-from keras import ops
 from scipy.special import softmax
 from threadpoolctl import threadpool_limits
+
+from plantkit.backend import keras
+
+ops = keras.ops
 
 # Monitored on the inner validation rows for early stopping: the mixture's NLL alone, so
 # that a larger --balance cannot make a worse router look better.

@@ -72,8 +72,9 @@ class CombinationScores:
             thresholds = self.thresholds()
             rows = rows.with_coverage(thresholds)
             n_val = max(len(rows), 1)
-            set_sizes = {k: self._top_values.count_at_least(t) / n_val
-                         for k, t in thresholds.items()}
+            top_values = self._top_values  # None: no average-k, so no thresholds either
+            set_sizes = {} if top_values is None else {
+                k: top_values.count_at_least(t) / n_val for k, t in thresholds.items()}
         result = metrics.split_scores(rows, self.labels[split], self.num_classes, ks=self.ks,
                                       set_sizes=set_sizes)
         for k in self.wanted_avg_ks:  # k >= classes: None, as in the report

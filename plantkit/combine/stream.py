@@ -11,8 +11,9 @@ from plantkit import metrics
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet, row_chunks
 from plantkit.combine.mixers import CALIBRATED, RAW, ExpertChunk, Mixer
 from plantkit.combine.probs import exp_scaled, shift_rows
+from plantkit.combine.refs import Ref
 
-Emit = Callable[[str, str, slice, np.ndarray], None]
+Emit = Callable[[Ref, str, slice, np.ndarray], None]
 
 
 class ExpertRecords:
@@ -101,11 +102,16 @@ def _stream_split(plan: _Plan, split: str, emit: Emit, records: ExpertRecords,
 
 
 def _finish_chunk(plan: _Plan, split: str, rows: slice, emit: Emit) -> None:
-    outputs = {}
+    outputs: dict[Ref, np.ndarray] = {}
     for mixer in plan.direct:
-        outputs[mixer.ref] = mixer.finish(rows)
-        emit(mixer.ref, split, rows, outputs[mixer.ref])
+        direct = mixer.finish(rows)
+        if direct is None:  # only derived mixers may hold a chunk back
+            raise RuntimeError(f"mixer {mixer.name} gave no output for rows {rows}")
+        outputs[mixer.ref] = direct
+        emit(mixer.ref, split, rows, direct)
     for mixer in plan.derived:
+        if mixer.base is None:  # _Plan puts the mixers without a base in `direct`
+            raise RuntimeError(f"derived mixer {mixer.name} has no base")
         output = mixer.finish(rows, outputs[mixer.base])
         if output is not None:
             emit(mixer.ref, split, rows, output)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -253,7 +254,7 @@ def collect_val_stats(experts: ExpertSet, needs: ValNeeds,
                 reducer.end(m, rank)
         _advance(advance, n_rows)
         del shifted
-    products = {"temperatures": np.ones(experts.size)}
+    products: dict[str, Any] = {"temperatures": np.ones(experts.size)}  # ValStats' fields
     for reducer in reducers:
         products.update(reducer.result())
     if needs.greedy_candidates is not None:

@@ -150,29 +150,51 @@ def _palmate_outline(sp: Species, rng: np.random.Generator) -> tuple[np.ndarray,
     return outline, tips
 
 
-def _draw_leaf(draw, sp: Species, pose: Pose, rng, body: Colour, vein: Colour) -> None:
-    line_w = pose.width(0.025)
-    if sp.shape == "palmate":
-        outline, tips = _palmate_outline(sp, rng)
-        draw.line(pose.pts(np.array([[0.0, 0.25], [0.0, 0.5]])), fill=vein, width=line_w)
-        draw.polygon(pose.pts(outline), fill=body)
-        for tip in tips:
-            draw.line(
-                pose.pts(np.array([[0.0, 0.25], tip * 0.85 + [0.0, 0.04]])), fill=vein, width=line_w
-            )
-        return
-    outline, midrib, half = _leaf_outline(sp, rng)
-    draw.line(pose.pts(np.array([[0.0, 0.5], [0.0, 0.62]])), fill=vein, width=line_w)  # petiole
+def _draw_palmate_leaf(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    vein: Colour,
+    body: Colour,
+    line_w: int,
+) -> None:
+    outline, tips = _palmate_outline(sp, rng)
+    draw.line(pose.pts(np.array([[0.0, 0.25], [0.0, 0.5]])), fill=vein, width=line_w)
     draw.polygon(pose.pts(outline), fill=body)
-    if sp.texture == "spots":
-        n = int(4 + 14 * sp.texture_density)
-        t = rng.uniform(0.1, 0.9, n)
-        i = (t * (len(_T) - 1)).astype(int)
-        xy = np.stack([midrib[i, 0] + rng.uniform(-0.7, 0.7, n) * half[i], 0.5 - t], axis=1)
-        r = 0.025
-        for x, y in xy:
-            draw.polygon(pose.pts(_ellipse(x, y, r, r)), fill=vein)
-    draw.line(pose.pts(midrib[2:-3]), fill=vein, width=line_w)
+    for tip in tips:
+        draw.line(
+            pose.pts(np.array([[0.0, 0.25], tip * 0.85 + [0.0, 0.04]])), fill=vein, width=line_w
+        )
+
+
+def _draw_leaf_spots(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    midrib: np.ndarray,
+    half: np.ndarray,
+    vein: Colour,
+) -> None:
+    n = int(4 + 14 * sp.texture_density)
+    t = rng.uniform(0.1, 0.9, n)
+    i = (t * (len(_T) - 1)).astype(int)
+    xy = np.stack([midrib[i, 0] + rng.uniform(-0.7, 0.7, n) * half[i], 0.5 - t], axis=1)
+    r = 0.025
+    for x, y in xy:
+        draw.polygon(pose.pts(_ellipse(x, y, r, r)), fill=vein)
+
+
+def _draw_veins(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    midrib: np.ndarray,
+    half: np.ndarray,
+    vein: Colour,
+    line_w: int,
+) -> None:
     n = sp.n_veins
     if sp.venation == "pinnate":
         for t0 in np.linspace(0.15, 0.75, n):
@@ -191,22 +213,62 @@ def _draw_leaf(draw, sp: Species, pose: Pose, rng, body: Colour, vein: Colour) -
         for c in np.linspace(-0.6, 0.6, n):
             curve = np.stack([midrib[:, 0] + c * half, midrib[:, 1]], axis=1)[3:-4]
             draw.line(pose.pts(curve), fill=vein, width=max(1, line_w // 2))
+
+
+def _draw_leaf_stripes(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    midrib: np.ndarray,
+    half: np.ndarray,
+    vein: Colour,
+    line_w: int,
+) -> None:
+    for t0 in np.linspace(0.2, 0.8, 3 + int(3 * sp.texture_density)):
+        i = int(t0 * 32)
+        seg = np.array(
+            [
+                [midrib[i, 0] - half[i] * 0.9, midrib[i, 1]],
+                [midrib[i, 0] + half[i] * 0.9, midrib[i, 1] - 0.05],
+            ]
+        )
+        draw.line(pose.pts(seg), fill=vein, width=line_w)
+
+
+def _draw_leaf(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    body: Colour,
+    vein: Colour,
+) -> None:
+    line_w = pose.width(0.025)
+    if sp.shape == "palmate":
+        _draw_palmate_leaf(draw, sp, pose, rng, vein, body, line_w)
+        return
+    outline, midrib, half = _leaf_outline(sp, rng)
+    draw.line(pose.pts(np.array([[0.0, 0.5], [0.0, 0.62]])), fill=vein, width=line_w)  # petiole
+    draw.polygon(pose.pts(outline), fill=body)
+    if sp.texture == "spots":
+        _draw_leaf_spots(draw, sp, pose, rng, midrib, half, vein)
+    draw.line(pose.pts(midrib[2:-3]), fill=vein, width=line_w)
+    _draw_veins(draw, sp, pose, midrib, half, vein, line_w)
     if sp.texture == "stripes":
-        for t0 in np.linspace(0.2, 0.8, 3 + int(3 * sp.texture_density)):
-            i = int(t0 * 32)
-            seg = np.array(
-                [
-                    [midrib[i, 0] - half[i] * 0.9, midrib[i, 1]],
-                    [midrib[i, 0] + half[i] * 0.9, midrib[i, 1] - 0.05],
-                ]
-            )
-            draw.line(pose.pts(seg), fill=vein, width=line_w)
+        _draw_leaf_stripes(draw, sp, pose, midrib, half, vein, line_w)
 
 
 # -------------------------------------------------------------------------------- flower
 
 
-def _draw_flower(draw, sp: Species, pose: Pose, rng, body: Colour, centre: Colour) -> None:
+def _draw_flower(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    body: Colour,
+    centre: Colour,
+) -> None:
     n = sp.n_parts
     phase = rng.uniform(0, 2 * np.pi)
     t = _T[::2]
@@ -253,69 +315,117 @@ def _draw_flower(draw, sp: Species, pose: Pose, rng, body: Colour, centre: Colou
 # --------------------------------------------------------------------------------- fruit
 
 
-def _draw_fruit(draw, sp: Species, pose: Pose, rng, body: Colour, stalk: Colour) -> None:
-    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in body))
-    shine = hsv(h, s * 0.3, min(1.0, v + 0.4))
-    sw = pose.width(0.03)
+class _FruitPaint:
+    """Pens shared by the fruit shapes: body tones, highlight, stalk and its width."""
 
-    def berry(x: float, y: float, r: float) -> None:
-        draw.polygon(pose.pts(_ellipse(x, y, r, r)), fill=hsv(h, s, v * rng.uniform(0.8, 1.05)))
-        draw.polygon(pose.pts(_ellipse(x - r * 0.35, y - r * 0.35, r * 0.25, r * 0.2)), fill=shine)
-        if sp.texture == "spots":
-            draw.point(pose.pts(np.array([[x + r * 0.3, y + r * 0.2]])), fill=stalk)
+    def __init__(
+        self,
+        draw: ImageDraw.ImageDraw,
+        sp: Species,
+        pose: Pose,
+        rng: np.random.Generator,
+        body: Colour,
+        stalk: Colour,
+    ) -> None:
+        self.draw, self.sp, self.pose, self.rng = draw, sp, pose, rng
+        self.body, self.stalk = body, stalk
+        self.h, self.s, self.v = colorsys.rgb_to_hsv(*(c / 255 for c in body))
+        self.shine = hsv(self.h, self.s * 0.3, min(1.0, self.v + 0.4))
+        self.sw = pose.width(0.03)
 
-    if sp.shape == "berries":
-        n = sp.n_parts + 1
-        r = 0.06 + 0.16 * sp.part_size
-        xy = rng.normal(0, 0.16, (n, 2)) + (0, 0.08)
-        for x, y in xy:
-            draw.line(pose.pts(np.array([[0.0, -0.45], [x, y]])), fill=stalk, width=sw)
-        for x, y in xy:
-            berry(x, y, r)
-    elif sp.shape == "grapes":
-        rows = 2 + sp.n_parts // 2
-        r = 0.42 / rows
-        draw.line(pose.pts(np.array([[0.0, -0.5], [0.0, 0.3]])), fill=stalk, width=sw)
-        for j in range(rows):
-            m = rows - j
-            for k in range(m):
-                berry((k - (m - 1) / 2) * r * 1.8 + rng.normal(0, r * 0.1), -0.35 + j * r * 1.6, r)
-    elif sp.shape == "round":
-        rx, ry = 0.32, 0.32 * (0.8 + 0.4 * sp.aspect)
-        draw.line(pose.pts(np.array([[0.0, -ry], [0.05, -ry - 0.15]])), fill=stalk, width=sw)
-        draw.polygon(pose.pts(_ellipse(0.0, 0.0, rx, ry)), fill=body)
-        if sp.texture == "stripes":
-            for c in np.linspace(-0.6, 0.6, 4):
-                draw.line(
-                    pose.pts(
-                        np.array([[c * rx, -ry * 0.8], [c * rx * 1.1, 0], [c * rx, ry * 0.8]])
-                    ),
-                    fill=hsv(h, s, v * 0.6),
-                    width=sw,
-                )
-        draw.polygon(pose.pts(_ellipse(-rx * 0.4, -ry * 0.4, rx * 0.2, ry * 0.14, 0.6)), fill=shine)
-        leaf = _ellipse(0.14, -ry - 0.12, 0.12, 0.045, 0.4)
-        draw.polygon(pose.pts(leaf), fill=hsv(0.3, 0.7, 0.5))
-    else:  # elongated: pods, bananas, chillies
-        t = _T
-        w = np.sin(np.pi * t**0.8) * 0.5 * sp.aspect * 0.6
-        mid = (sp.curvature * 2) * np.sin(np.pi * t)
-        y = 0.45 - 0.9 * t
-        outline = np.concatenate(
-            [np.stack([mid + w, y], axis=1), np.stack([mid - w, y], axis=1)[::-1]]
+    def berry(self, x: float, y: float, r: float) -> None:
+        draw, pose = self.draw, self.pose
+        draw.polygon(
+            pose.pts(_ellipse(x, y, r, r)),
+            fill=hsv(self.h, self.s, self.v * self.rng.uniform(0.8, 1.05)),
         )
-        draw.line(pose.pts(np.array([[0.0, 0.45], [0.0, 0.55]])), fill=stalk, width=sw)
-        draw.polygon(pose.pts(outline), fill=body)
-        if sp.texture != "plain":
-            for ti in np.linspace(0.2, 0.8, 3):
-                i = int(ti * 32)
-                draw.point(pose.pts(np.array([[mid[i], y[i]]])), fill=stalk)
+        draw.polygon(
+            pose.pts(_ellipse(x - r * 0.35, y - r * 0.35, r * 0.25, r * 0.2)), fill=self.shine
+        )
+        if self.sp.texture == "spots":
+            draw.point(pose.pts(np.array([[x + r * 0.3, y + r * 0.2]])), fill=self.stalk)
+
+
+def _draw_berries(p: _FruitPaint) -> None:
+    sp = p.sp
+    n = sp.n_parts + 1
+    r = 0.06 + 0.16 * sp.part_size
+    xy = p.rng.normal(0, 0.16, (n, 2)) + (0, 0.08)
+    for x, y in xy:
+        p.draw.line(p.pose.pts(np.array([[0.0, -0.45], [x, y]])), fill=p.stalk, width=p.sw)
+    for x, y in xy:
+        p.berry(x, y, r)
+
+
+def _draw_grapes(p: _FruitPaint) -> None:
+    rows = 2 + p.sp.n_parts // 2
+    r = 0.42 / rows
+    p.draw.line(p.pose.pts(np.array([[0.0, -0.5], [0.0, 0.3]])), fill=p.stalk, width=p.sw)
+    for j in range(rows):
+        m = rows - j
+        for k in range(m):
+            p.berry((k - (m - 1) / 2) * r * 1.8 + p.rng.normal(0, r * 0.1), -0.35 + j * r * 1.6, r)
+
+
+def _draw_round_fruit(p: _FruitPaint) -> None:
+    draw, sp, pose = p.draw, p.sp, p.pose
+    rx, ry = 0.32, 0.32 * (0.8 + 0.4 * sp.aspect)
+    draw.line(pose.pts(np.array([[0.0, -ry], [0.05, -ry - 0.15]])), fill=p.stalk, width=p.sw)
+    draw.polygon(pose.pts(_ellipse(0.0, 0.0, rx, ry)), fill=p.body)
+    if sp.texture == "stripes":
+        for c in np.linspace(-0.6, 0.6, 4):
+            draw.line(
+                pose.pts(np.array([[c * rx, -ry * 0.8], [c * rx * 1.1, 0], [c * rx, ry * 0.8]])),
+                fill=hsv(p.h, p.s, p.v * 0.6),
+                width=p.sw,
+            )
+    draw.polygon(pose.pts(_ellipse(-rx * 0.4, -ry * 0.4, rx * 0.2, ry * 0.14, 0.6)), fill=p.shine)
+    leaf = _ellipse(0.14, -ry - 0.12, 0.12, 0.045, 0.4)
+    draw.polygon(pose.pts(leaf), fill=hsv(0.3, 0.7, 0.5))
+
+
+def _draw_elongated_fruit(p: _FruitPaint) -> None:
+    """Pods, bananas, chillies."""
+    draw, sp, pose = p.draw, p.sp, p.pose
+    t = _T
+    w = np.sin(np.pi * t**0.8) * 0.5 * sp.aspect * 0.6
+    mid = (sp.curvature * 2) * np.sin(np.pi * t)
+    y = 0.45 - 0.9 * t
+    outline = np.concatenate([np.stack([mid + w, y], axis=1), np.stack([mid - w, y], axis=1)[::-1]])
+    draw.line(pose.pts(np.array([[0.0, 0.45], [0.0, 0.55]])), fill=p.stalk, width=p.sw)
+    draw.polygon(pose.pts(outline), fill=p.body)
+    if sp.texture != "plain":
+        for ti in np.linspace(0.2, 0.8, 3):
+            i = int(ti * 32)
+            draw.point(pose.pts(np.array([[mid[i], y[i]]])), fill=p.stalk)
+
+
+_FRUIT_SHAPES = {"berries": _draw_berries, "grapes": _draw_grapes, "round": _draw_round_fruit}
+
+
+def _draw_fruit(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    body: Colour,
+    stalk: Colour,
+) -> None:
+    paint = _FruitPaint(draw, sp, pose, rng, body, stalk)
+    _FRUIT_SHAPES.get(sp.shape, _draw_elongated_fruit)(paint)
 
 
 # ---------------------------------------------------------------------------------- bark
 
 
-def _draw_bark(draw, sp: Species, pose: Pose, rng, body: Colour, dark: Colour) -> None:
+def _draw_bark(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    body: Colour,
+    dark: Colour,
+) -> None:
     half_w = rng.uniform(0.35, 0.6)
     trunk = np.array([[-half_w, -0.9], [half_w, -0.9], [half_w, 0.9], [-half_w, 0.9]])
     draw.polygon(pose.pts(trunk), fill=body)
@@ -359,72 +469,113 @@ def _draw_bark(draw, sp: Species, pose: Pose, rng, body: Colour, dark: Colour) -
 # --------------------------------------------------------------------------------- habit
 
 
-def _draw_habit(draw, sp: Species, pose: Pose, rng, body: Colour, bloom: Colour) -> None:
-    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in body))
-    stem = hsv(h, s, v * 0.7)
-    lw = pose.width(0.025)
-    n = sp.n_parts
-    leaf_len = 0.12 + 0.25 * sp.part_size
-    if sp.shape == "upright":
-        t = _T[::4]
-        xs = sp.curvature * np.sin(np.pi * t)
-        ys = 0.5 - t
-        draw.line(pose.pts(np.stack([xs, ys], axis=1)), fill=stem, width=lw)
-        for i, ti in enumerate(np.linspace(0.15, 0.8, n)):
-            side = 1 if i % 2 else -1
-            j = int(ti * (len(t) - 1))
-            a = side * rng.uniform(0.7, 1.2)
-            x0, y0 = xs[j], ys[j]
-            cx, cy = x0 + math.sin(a) * leaf_len * 0.5, y0 - math.cos(a) * leaf_len * 0.5
-            lf = _ellipse(cx, cy, leaf_len * sp.aspect * 0.5, leaf_len * 0.5, a)
-            draw.polygon(pose.pts(lf), fill=hsv(h, s, v * rng.uniform(0.85, 1.1)))
-        r = 0.06 + 0.06 * sp.part_size
-        draw.polygon(pose.pts(_ellipse(xs[-1], ys[-1], r, r)), fill=bloom)
-    elif sp.shape == "rosette":
-        k = n + 3
-        phase = rng.uniform(0, 2 * np.pi)
-        for i in range(k):
-            a = phase + 2 * np.pi * i / k
-            ln = 0.42 * rng.uniform(0.85, 1.1)
-            lf = _ellipse(
-                math.sin(a) * ln * 0.5, -math.cos(a) * ln * 0.5, ln * sp.aspect * 0.4, ln * 0.5, a
-            )
-            draw.polygon(pose.pts(lf), fill=hsv(h, s, v * rng.uniform(0.8, 1.1)))
-        if sp.texture != "plain":
-            r = 0.05 + 0.1 * sp.part_size
-            draw.polygon(pose.pts(_ellipse(0.0, 0.0, r, r)), fill=bloom)
-    elif sp.shape == "grass":
-        for _ in range(3 * n):
-            x0 = rng.uniform(-0.15, 0.15)
-            a = rng.uniform(-0.6, 0.6)
-            ln = rng.uniform(0.5, 1.0)
-            bend = a + sp.curvature * 3
-            pts = np.array(
-                [
-                    [x0, 0.5],
-                    [x0 + math.sin(a) * ln * 0.5, 0.5 - ln * 0.5],
-                    [x0 + math.sin(bend) * ln, 0.5 - ln * math.cos(bend)],
-                ]
-            )
-            draw.line(pose.pts(pts), fill=hsv(h, s, v * rng.uniform(0.8, 1.15)), width=lw)
-            if sp.texture != "plain" and rng.random() < 0.4:
-                draw.polygon(pose.pts(_ellipse(pts[2, 0], pts[2, 1], 0.03, 0.08, bend)), fill=bloom)
-    else:  # shrub
-        for x0 in (-0.1, 0.0, 0.1):
-            draw.line(
-                pose.pts(np.array([[x0, 0.5], [x0 * 2, 0.1]])), fill=hsv(0.08, 0.5, 0.35), width=lw
-            )
-        for _ in range(6 + 2 * n):
-            x, y = rng.normal(0, 0.22), rng.normal(-0.1, 0.16)
-            r = leaf_len * rng.uniform(0.5, 0.9)
-            draw.polygon(
-                pose.pts(_ellipse(x, y, r, r * sp.aspect * 1.3, rng.uniform(0, 3))),
-                fill=hsv(h, s, v * rng.uniform(0.75, 1.15)),
-            )
-        if sp.texture != "plain":
-            for _ in range(int(3 + 8 * sp.texture_density)):
-                x, y = rng.normal(0, 0.2), rng.normal(-0.1, 0.14)
-                draw.polygon(pose.pts(_ellipse(x, y, 0.035, 0.035)), fill=bloom)
+class _HabitPaint:
+    """Pens shared by the whole-plant shapes: foliage tones, stem, bloom, leaf length."""
+
+    def __init__(
+        self,
+        draw: ImageDraw.ImageDraw,
+        sp: Species,
+        pose: Pose,
+        rng: np.random.Generator,
+        body: Colour,
+        bloom: Colour,
+    ) -> None:
+        self.draw, self.sp, self.pose, self.rng, self.bloom = draw, sp, pose, rng, bloom
+        self.h, self.s, self.v = colorsys.rgb_to_hsv(*(c / 255 for c in body))
+        self.stem = hsv(self.h, self.s, self.v * 0.7)
+        self.lw = pose.width(0.025)
+        self.leaf_len = 0.12 + 0.25 * sp.part_size
+
+    def foliage(self, lo: float, hi: float) -> Colour:
+        """A foliage tone, its value jittered by a factor drawn from [lo, hi)."""
+        return hsv(self.h, self.s, self.v * self.rng.uniform(lo, hi))
+
+
+def _draw_upright(p: _HabitPaint) -> None:
+    draw, sp, pose, rng = p.draw, p.sp, p.pose, p.rng
+    leaf_len = p.leaf_len
+    t = _T[::4]
+    xs = sp.curvature * np.sin(np.pi * t)
+    ys = 0.5 - t
+    draw.line(pose.pts(np.stack([xs, ys], axis=1)), fill=p.stem, width=p.lw)
+    for i, ti in enumerate(np.linspace(0.15, 0.8, sp.n_parts)):
+        side = 1 if i % 2 else -1
+        j = int(ti * (len(t) - 1))
+        a = side * rng.uniform(0.7, 1.2)
+        x0, y0 = xs[j], ys[j]
+        cx, cy = x0 + math.sin(a) * leaf_len * 0.5, y0 - math.cos(a) * leaf_len * 0.5
+        lf = _ellipse(cx, cy, leaf_len * sp.aspect * 0.5, leaf_len * 0.5, a)
+        draw.polygon(pose.pts(lf), fill=p.foliage(0.85, 1.1))
+    r = 0.06 + 0.06 * sp.part_size
+    draw.polygon(pose.pts(_ellipse(xs[-1], ys[-1], r, r)), fill=p.bloom)
+
+
+def _draw_rosette(p: _HabitPaint) -> None:
+    draw, sp, pose, rng = p.draw, p.sp, p.pose, p.rng
+    k = sp.n_parts + 3
+    phase = rng.uniform(0, 2 * np.pi)
+    for i in range(k):
+        a = phase + 2 * np.pi * i / k
+        ln = 0.42 * rng.uniform(0.85, 1.1)
+        lf = _ellipse(
+            math.sin(a) * ln * 0.5, -math.cos(a) * ln * 0.5, ln * sp.aspect * 0.4, ln * 0.5, a
+        )
+        draw.polygon(pose.pts(lf), fill=p.foliage(0.8, 1.1))
+    if sp.texture != "plain":
+        r = 0.05 + 0.1 * sp.part_size
+        draw.polygon(pose.pts(_ellipse(0.0, 0.0, r, r)), fill=p.bloom)
+
+
+def _draw_grass(p: _HabitPaint) -> None:
+    draw, sp, pose, rng = p.draw, p.sp, p.pose, p.rng
+    for _ in range(3 * sp.n_parts):
+        x0 = rng.uniform(-0.15, 0.15)
+        a = rng.uniform(-0.6, 0.6)
+        ln = rng.uniform(0.5, 1.0)
+        bend = a + sp.curvature * 3
+        pts = np.array(
+            [
+                [x0, 0.5],
+                [x0 + math.sin(a) * ln * 0.5, 0.5 - ln * 0.5],
+                [x0 + math.sin(bend) * ln, 0.5 - ln * math.cos(bend)],
+            ]
+        )
+        draw.line(pose.pts(pts), fill=p.foliage(0.8, 1.15), width=p.lw)
+        if sp.texture != "plain" and rng.random() < 0.4:
+            draw.polygon(pose.pts(_ellipse(pts[2, 0], pts[2, 1], 0.03, 0.08, bend)), fill=p.bloom)
+
+
+def _draw_shrub(p: _HabitPaint) -> None:
+    draw, sp, pose, rng = p.draw, p.sp, p.pose, p.rng
+    for x0 in (-0.1, 0.0, 0.1):
+        draw.line(
+            pose.pts(np.array([[x0, 0.5], [x0 * 2, 0.1]])), fill=hsv(0.08, 0.5, 0.35), width=p.lw
+        )
+    for _ in range(6 + 2 * sp.n_parts):
+        x, y = rng.normal(0, 0.22), rng.normal(-0.1, 0.16)
+        r = p.leaf_len * rng.uniform(0.5, 0.9)
+        ellipse = _ellipse(x, y, r, r * sp.aspect * 1.3, rng.uniform(0, 3))
+        draw.polygon(pose.pts(ellipse), fill=p.foliage(0.75, 1.15))
+    if sp.texture != "plain":
+        for _ in range(int(3 + 8 * sp.texture_density)):
+            x, y = rng.normal(0, 0.2), rng.normal(-0.1, 0.14)
+            draw.polygon(pose.pts(_ellipse(x, y, 0.035, 0.035)), fill=p.bloom)
+
+
+_HABIT_SHAPES = {"upright": _draw_upright, "rosette": _draw_rosette, "grass": _draw_grass}
+
+
+def _draw_habit(
+    draw: ImageDraw.ImageDraw,
+    sp: Species,
+    pose: Pose,
+    rng: np.random.Generator,
+    body: Colour,
+    bloom: Colour,
+) -> None:
+    paint = _HabitPaint(draw, sp, pose, rng, body, bloom)
+    _HABIT_SHAPES.get(sp.shape, _draw_shrub)(paint)
 
 
 _DRAWERS = {
@@ -448,9 +599,8 @@ def render(sp: Species, rng: np.random.Generator, size: int) -> Image.Image:
 
     # A distractor leaf of some other plant now and then.
     if rng.random() < 0.3:
-        pose = Pose(
-            *rng.uniform(0, canvas, 2), canvas * rng.uniform(0.2, 0.45), rng.uniform(0, 2 * np.pi)
-        )
+        px, py = rng.uniform(0, canvas, 2)
+        pose = Pose(px, py, canvas * rng.uniform(0.2, 0.45), rng.uniform(0, 2 * np.pi))
         lf = _ellipse(0.0, 0.0, rng.uniform(0.1, 0.3), 0.5)
         draw.polygon(
             pose.pts(lf),

@@ -206,7 +206,7 @@ def summarize(counts: pd.DataFrame, *, source: str, dataset=None) -> dict[str, A
     if n_classes:
         i_max = int(np.argmax(totals))  # first of the largest, in class-index order
         i_min = int(np.argmin(totals))
-        sizes = {
+        sizes: dict[str, dict[str, str] | int | float | None] = {
             "min": int(totals.min()),
             "median": _number(np.median(totals)),
             "mean": round(float(totals.mean()), 2),

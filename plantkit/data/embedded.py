@@ -8,11 +8,26 @@ so that some are confusable) at a fifth of their real sizes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from plantkit.artifacts import artifact_lock, data_dir
 
 EMBEDDED_NAME = "embedded"
-EMBEDDED = {"profile": "plantnet300k", "classes": 60, "scale": 0.2, "image_size": 64, "seed": 0}
+
+
+class EmbeddedSpec(TypedDict):
+    """How the embedded dataset is drawn: class-count profile and synth settings."""
+
+    profile: str
+    classes: int
+    scale: float
+    image_size: int
+    seed: int
+
+
+EMBEDDED: EmbeddedSpec = {
+    "profile": "plantnet300k", "classes": 60, "scale": 0.2, "image_size": 64, "seed": 0
+}
 
 
 def embedded_root(artifacts: Path) -> Path:

@@ -8,13 +8,13 @@ read), it costs about a second on Pl@ntNet-300K's 306k files.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 FINGERPRINT_VERSION = "plantkit-dataset-v1"
 
 
 def dataset_fingerprint(
-    class_ids: Sequence[str], splits: Mapping[str, tuple[Sequence[str], Sequence[int]]]
+    class_ids: Sequence[str], splits: Mapping[str, tuple[Sequence[str], Iterable[int]]]
 ) -> str:
     """sha256 (first 16 hex digits) of class ids and each split's (path, size) rows."""
     digest = hashlib.sha256()

@@ -203,52 +203,15 @@ def open_dataset(
     if not root.is_dir():
         raise PlantkitInputError(f"dataset root {root} is not a folder")
     images_dir, split_dirs, json_dir = _find_split_dirs(root)
-
-    if "train" not in split_dirs:
-        raise PlantkitInputError(f"{root} has no train split (looked for {images_dir}/train)")
-    scanned: dict[str, dict[str, list]] = {}
-    skipped: dict[str, int] = {}
-    for split, folder in split_dirs.items():
-        scanned[split], skipped[split] = _scan_split(folder, images_dir)
-
-    for split in SPLITS:
-        if split in scanned and not scanned[split]:
-            raise PlantkitInputError(
-                f"{root}: the {split} split ({split_dirs[split]}) holds no images"
-            )
+    scanned, skipped = _scan_splits(root, images_dir, split_dirs)
 
     val_source = "folder"
     if val_from_train is not None:
-        if "val" in scanned:
-            raise PlantkitInputError(f"{root} already has a val split; drop --val-from-train")
-        if not 0.0 < val_from_train < 1.0:
-            raise PlantkitInputError(
-                f"--val-from-train must be a fraction between 0 and 1, got {val_from_train}"
-            )
-        scanned["train"], scanned["val"] = carve_val_from_train(
-            scanned["train"], val_from_train, seed
-        )
-        skipped["val"] = 0
-        val_source = f"train (stratified {val_from_train:g}, seed {seed})"
-    for split in SPLITS:
-        if split not in scanned:
-            hint = (
-                "; pass --val-from-train 0.1 --seed 0 to carve a stratified val split from train"
-                if split == "val"
-                else ""
-            )
-            if split == "val":
-                raise NoValSplit(f"{root} has no val split{hint}", root)
-            raise PlantkitInputError(f"{root} has no {split} split{hint}")
+        val_source = _carve_val(root, scanned, skipped, val_from_train, seed)
+    _require_all_splits(root, scanned)
 
     class_ids = class_order(scanned["train"])
-    for split in ("val", "test"):
-        missing = sorted(set(scanned[split]) - set(class_ids))
-        if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise PlantkitInputError(
-                f"{len(missing)} class(es) in {split} are absent from train: {shown}"
-            )
+    _check_classes_in_train(scanned, class_ids)
 
     layout = (
         "plantnet"
@@ -261,6 +224,83 @@ def open_dataset(
     if (json_dir / CLASS_INDEX_FILE).is_file():
         _check_class_index(json_dir / CLASS_INDEX_FILE, class_ids)
 
+    return Dataset(
+        root=root,
+        images_dir=images_dir,
+        layout=layout,
+        class_ids=class_ids,
+        splits=_build_splits(scanned, class_ids),
+        class_names=class_names,
+        skipped=skipped,
+        json_dir=json_dir,
+        val_source=val_source,
+        val_from_train=val_from_train,
+        val_seed=seed if val_from_train is not None else 0,
+    )
+
+
+def _scan_splits(
+    root: Path, images_dir: Path, split_dirs: dict[str, Path]
+) -> tuple[dict[str, dict[str, list]], dict[str, int]]:
+    """({split: {class id: files}}, {split: non-image files skipped}); empty splits raise."""
+    if "train" not in split_dirs:
+        raise PlantkitInputError(f"{root} has no train split (looked for {images_dir}/train)")
+    scanned: dict[str, dict[str, list]] = {}
+    skipped: dict[str, int] = {}
+    for split, folder in split_dirs.items():
+        scanned[split], skipped[split] = _scan_split(folder, images_dir)
+
+    for split in SPLITS:
+        if split in scanned and not scanned[split]:
+            raise PlantkitInputError(
+                f"{root}: the {split} split ({split_dirs[split]}) holds no images"
+            )
+    return scanned, skipped
+
+
+def _carve_val(
+    root: Path,
+    scanned: dict[str, dict[str, list]],
+    skipped: dict[str, int],
+    val_from_train: float,
+    seed: int,
+) -> str:
+    """Carve a stratified val split out of train (in place); returns the val source text."""
+    if "val" in scanned:
+        raise PlantkitInputError(f"{root} already has a val split; drop --val-from-train")
+    if not 0.0 < val_from_train < 1.0:
+        raise PlantkitInputError(
+            f"--val-from-train must be a fraction between 0 and 1, got {val_from_train}"
+        )
+    scanned["train"], scanned["val"] = carve_val_from_train(scanned["train"], val_from_train, seed)
+    skipped["val"] = 0
+    return f"train (stratified {val_from_train:g}, seed {seed})"
+
+
+def _require_all_splits(root: Path, scanned: dict[str, dict[str, list]]) -> None:
+    for split in SPLITS:
+        if split not in scanned:
+            hint = (
+                "; pass --val-from-train 0.1 --seed 0 to carve a stratified val split from train"
+                if split == "val"
+                else ""
+            )
+            if split == "val":
+                raise NoValSplit(f"{root} has no val split{hint}", root)
+            raise PlantkitInputError(f"{root} has no {split} split{hint}")
+
+
+def _check_classes_in_train(scanned: dict[str, dict[str, list]], class_ids: list[str]) -> None:
+    for split in ("val", "test"):
+        missing = sorted(set(scanned[split]) - set(class_ids))
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise PlantkitInputError(
+                f"{len(missing)} class(es) in {split} are absent from train: {shown}"
+            )
+
+
+def _build_splits(scanned: dict[str, dict[str, list]], class_ids: list[str]) -> dict[str, Split]:
     index_of = {c: i for i, c in enumerate(class_ids)}
     splits = {}
     for split in SPLITS:
@@ -272,19 +312,7 @@ def open_dataset(
             labels=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
             sizes=np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
         )
-    return Dataset(
-        root=root,
-        images_dir=images_dir,
-        layout=layout,
-        class_ids=class_ids,
-        splits=splits,
-        class_names=class_names,
-        skipped=skipped,
-        json_dir=json_dir,
-        val_source=val_source,
-        val_from_train=val_from_train,
-        val_seed=seed if val_from_train is not None else 0,
-    )
+    return splits
 
 
 def _check_class_index(path: Path, class_ids: list[str]) -> None:

@@ -18,9 +18,9 @@ to leave out in each epoch; evaluation loaders keep every image.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from plantkit.data.transforms import (
     train_transform,
 )
 from plantkit.errors import PlantkitInputError
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 MAX_CORRUPT_FRACTION = 0.01
 MIN_SEEN_BEFORE_CHECK = 100  # below this, only the end of a pass is checked
@@ -175,7 +178,8 @@ def inverse_frequency_sampler(
     counts = np.bincount(labels)
     weights = torch.from_numpy(1.0 / counts[labels])
     return WeightedRandomSampler(
-        weights,
+        # torch's stub says Sequence[float]; the sampler takes any tensor (torch.as_tensor).
+        weights,  # type: ignore[arg-type]
         num_samples=len(labels) if num_samples is None else num_samples,
         replacement=True,
         generator=generator,
@@ -205,6 +209,7 @@ class EpochSampler(Sampler):
         generator = torch.Generator().manual_seed(
             int(order_entropy.generate_state(1, np.uint64)[0])
         )
+        rows: Sampler[int]
         if self.order == "inverse":
             rows = inverse_frequency_sampler(self.labels, generator=generator)
         else:
@@ -239,7 +244,7 @@ class ImageDataset(TorchDataset):
         self.min_side = spec.resize if draft else None
         self.transform = train_transform(spec) if train else eval_transform(spec)
         self.augmented_classes: frozenset[int] = frozenset()
-        self.rare_transform = None
+        self.rare_transform: v2.Compose | None = None
         if train and augment_below is not None:
             train_counts = np.bincount(dataset.splits["train"].labels,
                                        minlength=dataset.num_classes)
@@ -260,7 +265,9 @@ class ImageDataset(TorchDataset):
             image = open_image(self.path(row), min_side=self.min_side)
         except Exception as exc:  # noqa: BLE001 - any decoder failure means a corrupt file
             return CorruptImage(row, self.path(row), f"{type(exc).__name__}: {exc}")
-        transform = self.rare_transform if label in self.augmented_classes else self.transform
+        transform = self.transform
+        if self.rare_transform is not None and label in self.augmented_classes:
+            transform = self.rare_transform  # augmented_classes is empty without it
         if draw_seed is None:
             return transform(image), label, row
         # Restored afterwards: with workers=0 this runs in the training process.
@@ -290,6 +297,9 @@ class ImageLoader:
 
     def __init__(self, loader: DataLoader, tally: CorruptImageTally, epoch: int,
                  split: str = "", verify_command: str | None = None) -> None:
+        if not isinstance(loader.dataset, ImageDataset):
+            raise TypeError(f"ImageLoader needs a loader of an ImageDataset, got "
+                            f"{type(loader.dataset).__name__}")
         self.loader = loader
         self.dataset: ImageDataset = loader.dataset
         self.tally = tally
@@ -304,7 +314,10 @@ class ImageLoader:
     @property
     def num_images(self) -> int:
         """Images drawn per pass (corrupt ones included; a dropped final one not)."""
-        return len(self.loader.sampler) - (1 if self.loader.drop_last else 0)
+        sampler = self.loader.sampler
+        if not isinstance(sampler, Sized):  # make_loader's samplers all have a length
+            raise TypeError(f"the loader's sampler {type(sampler).__name__} has no length")
+        return len(sampler) - (1 if self.loader.drop_last else 0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

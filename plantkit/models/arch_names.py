@@ -148,7 +148,7 @@ def resolve_arch(arch: str, source: str | None = None) -> ArchSpec:
 
 def close_names(arch: str, source: str | None = None, n: int = 5) -> list[str]:
     """Known architecture names that look like `arch`, best first."""
-    names = set()
+    names: set[str] = set()
     if source in (None, "timm"):
         names |= timm_names()
     if source in (None, "torchvision"):

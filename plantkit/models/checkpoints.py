@@ -37,6 +37,7 @@ def read_checkpoint(path: str | PathLike, *, sha256: str | None = None,
     source: Path | io.BytesIO = path
     if sha256 is not None:
         source = io.BytesIO(read_verified(path, sha256, fix=fix or "replace the file"))
+    content: object  # a state_dict, a checkpoint dict holding one, or anything torch.save wrote
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load, load_file

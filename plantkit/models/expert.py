@@ -12,9 +12,8 @@ import io
 import json
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
-# Importing this module runs plantkit/__init__.py first, which selects Keras's torch backend.
-import keras
 import torch
 
 from plantkit.artifacts import (
@@ -24,6 +23,7 @@ from plantkit.artifacts import (
     write_bytes,
     write_text,
 )
+from plantkit.backend import keras  # keras on the torch backend (see plantkit.backend)
 from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD
 from plantkit.errors import PlantkitInputError
 from plantkit.models import checkpoints, registry
@@ -38,6 +38,9 @@ from plantkit.models.expert_files import (
 )
 from plantkit.models.flops import count_gflops, count_params
 
+# The devices whose bfloat16 autocast `amp` turns on.
+AMP_DEVICES = ("cuda", "cpu")
+
 
 @keras.saving.register_keras_serializable(package="plantkit", name="Expert")
 class Expert(keras.Model):
@@ -45,8 +48,8 @@ class Expert(keras.Model):
 
     `call` takes `training` and passes it to the backbone, so BatchNorm and dropout run in
     eval mode unless training is True (Keras's wrapper would otherwise treat None as
-    training). On CUDA with `amp`, the backbone runs channels_last under bfloat16 autocast;
-    logits are always float32.
+    training). With `amp`, the backbone runs under bfloat16 autocast on CUDA and on the CPU
+    (torch's autocast for both; channels_last too on CUDA); logits are always float32.
     """
 
     def __init__(
@@ -64,7 +67,7 @@ class Expert(keras.Model):
         if int(num_classes) < 1:
             raise PlantkitInputError(f"number of classes must be at least 1, got {num_classes}")
         self._spec = registry.resolve_arch(arch, source)
-        self._config = {
+        self._config: dict[str, Any] = {
             "arch": arch,
             "num_classes": int(num_classes),
             "source": self._spec.source,
@@ -78,8 +81,10 @@ class Expert(keras.Model):
 
         device = torch.device(get_device())
         module = registry.build_backbone(self._spec, int(num_classes)).to(device)
-        self._cuda_amp = bool(amp) and device.type == "cuda"
-        if self._cuda_amp:
+        # bfloat16 autocast where torch offers it for the device; elsewhere amp is a no-op.
+        self._autocast_device = device.type if amp and device.type in AMP_DEVICES else None
+        self._channels_last = self._autocast_device == "cuda"
+        if self._channels_last:
             # Before wrapping: the wrapper's Keras variables must hold the final tensors.
             module = module.to(memory_format=torch.channels_last)
         self.wrapper = keras.layers.TorchModuleWrapper(module, name="backbone")
@@ -87,7 +92,7 @@ class Expert(keras.Model):
         # parameters tracked) a second time by Keras.
         self._classifier_name, _ = registry.classifier_module(module, self._spec,
                                                               int(num_classes))
-        self._info = None
+        self._info: dict[str, Any] | None = None
         self.built = True
 
     @property
@@ -143,13 +148,13 @@ class Expert(keras.Model):
 
     def _to_device(self, x) -> torch.Tensor:
         x = torch.as_tensor(x).to(self.device, dtype=torch.float32, non_blocking=True)
-        if self._cuda_amp:
+        if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
     def _autocast(self):
-        if self._cuda_amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self._autocast_device is not None:
+            return torch.autocast(self._autocast_device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _logits_and_features(self, x):
@@ -319,8 +324,8 @@ def _cached_pretrained_file(spec: registry.ArchSpec, arch: str) -> Path:
     if spec.source == "timm":
         import timm
 
-        cfg = timm.models.get_pretrained_cfg(spec.builder)
-        cfg = cfg.to_dict() if cfg is not None else {}
+        pretrained_cfg = timm.models.get_pretrained_cfg(spec.builder)
+        cfg: dict[str, Any] = pretrained_cfg.to_dict() if pretrained_cfg is not None else {}
         if cfg.get("hf_hub_id"):
             from huggingface_hub import try_to_load_from_cache
 

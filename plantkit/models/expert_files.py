@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from plantkit.artifacts import EXPERT_FILE, WEIGHTS_FILE, read_json, verify_file
 from plantkit.errors import PlantkitInputError
@@ -68,6 +70,19 @@ def _is_triple(value) -> bool:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
+# What Expert(**config) needs, key -> (required, valid, what it should be): the rest of the
+# config has defaults.
+_CONFIG_CHECKS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "arch": (True, lambda v: isinstance(v, str) and v != "", "a name"),
+    "num_classes": (True, lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "input_size": (False, lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "source": (False, lambda v: v is None or isinstance(v, str), "a library name"),
+    "mean": (False, _is_triple, "three numbers"),
+    "std": (False, _is_triple, "three numbers"),
+    "amp": (False, lambda v: isinstance(v, bool), "true or false"),
+}
+
+
 def read_expert_json(directory: str | PathLike) -> dict:
     """The content of an expert folder's ``expert.json`` (config, info, class_ids ...), refused
     unless it is a plantkit expert description holding what the loader reads."""
@@ -75,6 +90,16 @@ def read_expert_json(directory: str | PathLike) -> dict:
     if not path.is_file():
         raise PlantkitInputError(f"{Path(directory)} is not an expert folder: no {EXPERT_FILE}")
     document = read_json(path, "an expert description")  # not JSON, not an object
+    _check_format(path, document)
+    config = document.get("config")
+    if not isinstance(config, dict):
+        raise _damaged(path, "has no config object")
+    _check_config(path, config)
+    _check_extras(path, document, config)
+    return document
+
+
+def _check_format(path: Path, document: dict) -> None:
     if document.get("format") != EXPERT_FORMAT:
         raise PlantkitInputError(f"{path} is not a plantkit expert description")
     version = document.get("format_version", 0)
@@ -82,26 +107,20 @@ def read_expert_json(directory: str | PathLike) -> dict:
         raise _damaged(path, f"has format_version {version!r}, not an integer")
     if version > EXPERT_FORMAT_VERSION:
         raise PlantkitInputError(f"{path} was written by a newer plantkit; upgrade plantkit")
-    config = document.get("config")
-    if not isinstance(config, dict):
-        raise _damaged(path, "has no config object")
-    # What Expert(**config) needs: the rest of the config has defaults.
-    checks = {
-        "arch": (True, lambda v: isinstance(v, str) and v != "", "a name"),
-        "num_classes": (True, lambda v: _is_int(v) and v >= 1, "a positive integer"),
-        "input_size": (False, lambda v: _is_int(v) and v >= 1, "a positive integer"),
-        "source": (False, lambda v: v is None or isinstance(v, str), "a library name"),
-        "mean": (False, _is_triple, "three numbers"),
-        "std": (False, _is_triple, "three numbers"),
-        "amp": (False, lambda v: isinstance(v, bool), "true or false"),
-    }
-    for key, (required, valid, expected) in checks.items():
+
+
+def _check_config(path: Path, config: dict) -> None:
+    for key, (required, valid, expected) in _CONFIG_CHECKS.items():
         if key not in config:
             if required:
                 raise _damaged(path, f"has no config.{key}")
             continue
         if not valid(config[key]):
             raise _damaged(path, f"has config.{key} {config[key]!r}, not {expected}")
+
+
+def _check_extras(path: Path, document: dict, config: dict) -> None:
+    """weights_sha256, info and class_ids, each optional but checked when present."""
     digest = document.get("weights_sha256")
     if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
         raise _damaged(path, f"has weights_sha256 {digest!r}, not a sha256 hex digest")
@@ -111,7 +130,6 @@ def read_expert_json(directory: str | PathLike) -> dict:
     if class_ids is not None and not (isinstance(class_ids, list)
                                       and len(class_ids) == config["num_classes"]):
         raise _damaged(path, f"has class_ids that are not a list of {config['num_classes']:,}")
-    return document
 
 
 # Weights files verified in this process: resolved path -> (what its stat said, the sha256

@@ -74,7 +74,7 @@ def import_preprocessing(
     if (mean is None) != (std is None):
         given, missing = ("--mean", "--std") if std is None else ("--std", "--mean")
         raise PlantkitInputError(f"{given} needs {missing} too: pass both, as R,G,B")
-    if mean is not None:
+    if mean is not None and std is not None:  # both or neither, as checked above
         if normalization is not None:
             raise PlantkitInputError(
                 f"--normalization {normalization} and --mean/--std both give the normalisation: "
@@ -197,7 +197,9 @@ def import_plantnet_checkpoint(
         origin=str(ckpt_path),
     )
     check_runs_at(expert, prep.crop)  # a ViT, say, runs at its own size only
-    origin = {"kind": "plantnet300k-checkpoint", "path": str(Path(ckpt_path).resolve())}
+    origin: dict[str, str | int | float] = {
+        "kind": "plantnet300k-checkpoint", "path": str(Path(ckpt_path).resolve())
+    }
     if "epoch" in extras:
         origin["epoch"] = extras["epoch"]
     # The eval transform the checkpoint was made for: predict resizes to origin["resize"].

@@ -6,6 +6,9 @@ so a typo is refused before torch loads); it is re-exported here, where callers 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 
 from plantkit.errors import PlantkitInputError
@@ -41,11 +44,14 @@ def classifier_module(backbone: torch.nn.Module, spec: ArchSpec, num_classes: in
     """
     named = dict(backbone.named_modules())
     if spec.source == "timm":
-        head = backbone.get_classifier()
+        # timm models define get_classifier(); torch types any Module attribute it does not
+        # know as Tensor | Module.
+        get_classifier = cast(Callable[[], torch.nn.Module], backbone.get_classifier)
+        head = get_classifier()
         for name, module in named.items():
             if module is head:
                 return name, module
-    last = None
+    last: tuple[str, torch.nn.Module] | None = None
     for name, module in named.items():
         if isinstance(module, torch.nn.Linear) and module.out_features == num_classes:
             last = name, module

@@ -59,9 +59,10 @@ def _results_table(combos: list[dict]) -> Table:
         table.add_column(column, justify="right")
     best = max((c["test"]["top1"] or 0 for c in combos), default=None)
     for combo in combos:
-        test_top1 = _pct(combo["test"]["top1"])
+        test_pct = _pct(combo["test"]["top1"])
+        test_top1: str | Text = test_pct
         if best is not None and combo["test"]["top1"] == best:
-            test_top1 = Text(test_top1, style="bold green")
+            test_top1 = Text(test_pct, style="bold green")
         table.add_row(combo["name"], combo["method"], _pct(combo["val"]["top1"]),
                       _pct(combo["val"]["macro_top1"]), test_top1,
                       _pct(combo["test"]["macro_top1"]), _num(combo["expected_gflops"], 2))

@@ -50,7 +50,10 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
             # An error or Ctrl-C: do not wait for the stores not yet started.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    return models
+    done = [m for m in models if m is not None]
+    if len(done) != len(models):  # as_completed yields every future or raises
+        raise RuntimeError("a store's evaluation went missing")
+    return done
 
 
 def _evaluate_path(path, chosen, train_counts, evaluation: dict) -> dict:

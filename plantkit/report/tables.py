@@ -150,7 +150,7 @@ def topk_tables(report: dict, split: str) -> list[Table]:
                         style=None if row["available"] else "dim")
         return out
 
-    def both(row, key: str, k: int) -> str:
+    def both(row, key: str, k: int) -> Text:
         micro = row.get(f"{key}{k}")
         text = f"{fmt(micro, 'pct')} / {fmt(row.get(f'macro_{key}{k}'), 'pct')}"
         size = row.get(f"{key}{k}_set_size") if key == "avg" else None
@@ -186,7 +186,7 @@ def bucket_table(report: dict, split: str, *, by_model: bool = False) -> Table |
     best = [max((v[i] for v in values if v[i] is not None), default=None)
             for i in range(len(bins["bins"]))]
 
-    def cell(m: int, i: int) -> str:
+    def cell(m: int, i: int) -> Text:
         value = values[m][i]
         return _styled(fmt(value, "pct"), len(models) > 1 and value is not None
                        and value == best[i])
@@ -258,9 +258,9 @@ def per_class_table(rows: dict) -> Table:
     table.add_column(rows["split"], justify="right")
     table.add_column("top-1 %", justify="right")
     for r in rows["rows"]:
-        cells = [str(r["class_index"]), Text(str(r["class_id"])), Text(str(r["name"])),
-                 fmt(r["train_images"], "count"),
-                 fmt(r["split_images"], "count"), fmt(r["accuracy"], "pct")]
+        cells: list[str | Text] = [str(r["class_index"]), Text(str(r["class_id"])),
+                                   Text(str(r["name"])), fmt(r["train_images"], "count"),
+                                   fmt(r["split_images"], "count"), fmt(r["accuracy"], "pct")]
         table.add_row(*cells)
     return table
 
@@ -274,15 +274,15 @@ def print_report(report: dict, console: Console, *, per_class: dict | None = Non
         if report.get("ks"):
             for table in topk_tables(report, split):
                 console.print(table)
-        buckets = bucket_table(report, split)
+        buckets: Table | None = bucket_table(report, split)
         if buckets is not None and _min_width(buckets) > console.width:
             buckets = bucket_table(report, split, by_model=True)
         if buckets is not None:
             console.print(buckets)
     for model in report["models"]:
-        table = history_table(model, history_rows)
-        if table is not None:
-            console.print(table)
+        history = history_table(model, history_rows)
+        if history is not None:
+            console.print(history)
     if per_class is not None:
         console.print(per_class_table(per_class))
     notes = grouped_notes(report)

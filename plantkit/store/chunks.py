@@ -30,6 +30,7 @@ def create_checked(group: h5py.Group, name: str, shape: tuple, dtype: np.dtype,
     """A dataset chunked with HDF5's fletcher32 checksum (empty ones stay contiguous: they
     hold nothing to check); without checksums, as before, when verification is off.
     `resizable`: its rows may be cut (SplitWriter.skip_unwritten), so it is chunked."""
+    chunks: tuple[int, ...] | None
     if len(shape) == 2:
         chunks = matrix_chunks(shape[0], shape[1], dtype)
     else:

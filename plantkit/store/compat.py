@@ -51,10 +51,12 @@ def check_compatible(stores: Sequence[Store], splits: Iterable[str] = ()) -> Non
     guard for imported predictions, whose fingerprint covers the classes alone).
     """
     stores = list(stores)
+    if not stores:
+        return
     for other in stores[1:]:
         check_pair_compatible(stores[0], other)
     for split in splits:
-        reference = stores[0].labels(split) if stores else None
+        reference = stores[0].labels(split)
         for other in stores[1:]:
             labels = other.labels(split)
             if labels.shape != reference.shape or not np.array_equal(labels, reference):

@@ -79,7 +79,7 @@ class SplitWriter:
         self._logits[start:stop] = stored_logits
         self._labels[start:stop] = labels
         self._paths[start:stop] = [str(p) for p in paths]
-        if stored_features is not None:
+        if self._features is not None:  # then _checked_features returned this batch's
             self._features[start:stop] = stored_features
         self._written[start:stop] = True
 

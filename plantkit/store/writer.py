@@ -129,6 +129,11 @@ class StoreDraft:
         self.file = file
         file.create_group("splits")
 
+    def _open_file(self) -> h5py.File:
+        if self.file is None:
+            raise RuntimeError("StoreWriter's file is used outside its with-block")
+        return self.file
+
     def create_split(self, split: str, *, n_rows: int, num_classes: int | None = None,
                      dtype: str = "float32", feature_dim: int | None = None,
                      skippable: bool = False) -> SplitWriter:
@@ -173,7 +178,7 @@ class StoreDraft:
                         self._copy_split(old, split)
         for writer in self._splits.values():
             writer.seal()
-        f = self.file
+        f = self._open_file()
         f.create_dataset("class_ids", data=np.array(self.class_ids, dtype=object),
                          dtype=STRINGS)
         if self.train_counts is not None:
@@ -182,7 +187,7 @@ class StoreDraft:
         self._write_attrs()
 
     def _write_attrs(self) -> None:
-        f = self.file
+        f = self._open_file()
         encoded, json_keys = encode_attrs(self.attrs)
         dtypes = {str(f["splits"][s]["logits"].dtype) for s in f["splits"]}
         f.attrs.update(

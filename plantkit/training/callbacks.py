@@ -1,18 +1,20 @@
-"""Keras callbacks, one training concern each: seeding, statistics, NaN, progress. (The end of
-an epoch on disk, checkpoints and history, is plantkit.training.checkpoints.)"""
+"""Keras callbacks, one training concern each: seeding, statistics, NaN, progress, corrupt
+images. (The end of an epoch on disk, checkpoints and history, is plantkit.training.resume.)"""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 
-import keras
 import numpy as np
 import torch
 from rich.console import Console
 
+from plantkit.backend import keras
+from plantkit.data.loading import skipped_corrupt_line
 from plantkit.progress import progress_bar
 
 
@@ -158,3 +160,24 @@ def epoch_summary(epoch: int, epochs: int, logs: dict) -> str:
     if "seconds" in logs:
         parts.append(f"{logs['seconds']:.1f} s ({logs.get('images_per_s', 0):,.0f} img/s)")
     return "  ".join(parts)
+
+
+class CorruptImagesWarning(keras.callbacks.Callback):
+    """One warning line on stderr at the end of every epoch that skipped corrupt images: how
+    many of each split's images, the first files, and the command that lists them all. (More
+    than 1 % of a split stops the run instead: the loaders raise.)"""
+
+    def __init__(self, loaders, epochs: int, stream=None):
+        super().__init__()
+        self.loaders = list(loaders)
+        self.epochs = epochs
+        self.stream = stream
+
+    def line(self, epoch: int) -> str | None:
+        return skipped_corrupt_line(f"epoch {epoch + 1}/{self.epochs}",
+                                    [(loader.split, loader.last_pass) for loader in self.loaders])
+
+    def on_epoch_end(self, epoch, logs=None):
+        line = self.line(epoch)
+        if line is not None:
+            print(line, file=self.stream or sys.stderr, flush=True)

@@ -2,7 +2,8 @@
 
 `plantkit train` runs these before it imports anything heavy, so a bad option, a missing
 file or a protected run folder is refused at once; plantkit.training.fit runs them again
-(under the run folder's lock) before it trains.
+(under the run folder's lock) before it trains, with plantkit.training.run_folder's rules
+that need the resume point itself.
 """
 
 from __future__ import annotations
@@ -101,12 +102,23 @@ DERIVED_WHEN_UNSET = frozenset({"arch", "name"})
 
 def validate(config: TrainConfig) -> TrainConfig:
     """Check ranges and choices up front, before any file is touched."""
-    def positive(name, value):
-        if value is None or value <= 0:
-            raise PlantkitInputError(f"{option_of(name)} must be positive, got {value}")
+    _check_sizes(config)
+    _check_recipe(config)
+    _check_choices(config)
+    _check_start(config)
+    return config
 
+
+def _positive(config: TrainConfig, name: str) -> None:
+    value = getattr(config, name)
+    if value is None or value <= 0:
+        raise PlantkitInputError(f"{option_of(name)} must be positive, got {value}")
+
+
+def _check_sizes(config: TrainConfig) -> None:
+    """The run's length and sizes, and the data's split and loading."""
     for name in ("epochs", "batch_size", "lr", "resize", "crop"):
-        positive(name, getattr(config, name))
+        _positive(config, name)
     if config.val_from_train is not None and not 0.0 < config.val_from_train < 1.0:
         raise PlantkitInputError(
             f"--val-from-train must be a fraction between 0 and 1, got {config.val_from_train}"
@@ -118,6 +130,14 @@ def validate(config: TrainConfig) -> TrainConfig:
             f"--crop {config.crop} is larger than --resize {config.resize}: the crop is cut "
             "out of the resized image"
         )
+    if config.augment_below is not None and config.augment_below < 1:
+        raise PlantkitInputError(f"--augment-below must be >= 1, got {config.augment_below}")
+    if config.workers < 0:
+        raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
+
+
+def _check_recipe(config: TrainConfig) -> None:
+    """The optimiser and its schedule."""
     if not 0.0 <= config.momentum < 1.0:
         raise PlantkitInputError(f"--momentum must be in [0, 1), got {config.momentum}")
     if config.nesterov and config.momentum == 0.0:
@@ -128,34 +148,36 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise PlantkitInputError(f"--gamma must be in (0, 1], got {config.gamma}")
     if any(m < 1 for m in config.milestones):
         raise PlantkitInputError(f"--milestones must be epochs >= 1, got {config.milestones}")
-    if config.augment_below is not None and config.augment_below < 1:
-        raise PlantkitInputError(f"--augment-below must be >= 1, got {config.augment_below}")
+
+
+def _check_choices(config: TrainConfig) -> None:
     if config.sampler not in SAMPLERS:
         raise PlantkitInputError(
             f"--sampler {config.sampler!r} is unknown: use {' or '.join(SAMPLERS)}"
         )
     if config.loss not in LOSSES:
         raise PlantkitInputError(f"--loss {config.loss!r} is unknown: use {' or '.join(LOSSES)}")
-    if config.workers < 0:
-        raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
+    if config.predict_dtype not in LOGITS_DTYPES:
+        raise PlantkitInputError(
+            f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"
+        )
     if config.resume and config.overwrite:
         raise PlantkitInputError("pass --resume or --overwrite, not both")
+
+
+def _check_start(config: TrainConfig) -> None:
+    """The starting weights: at most one source, a --weights file, a known --arch."""
     starts = [option_of(name) for name in ("pretrained", "weights", "init_from")
               if getattr(config, name)]
     if len(starts) > 1:
         raise PlantkitInputError(
             f"pass only one of {', '.join(starts)}: each sets the starting weights"
         )
-    if config.predict_dtype not in LOGITS_DTYPES:
-        raise PlantkitInputError(
-            f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"
-        )
     if config.weights is not None and not Path(config.weights).is_file():
         raise PlantkitInputError(f"--weights {config.weights} is not a file")
     if config.arch is not None:
         resolve_arch(config.arch)  # an unknown name, with close names, before timm loads
     # --init-from may name an expert: it is checked with ARTIFACTS, by resolve_init_from.
-    return config
 
 
 def resolve_init_from(artifacts: Path, init_from: str | None) -> str | None:
@@ -253,7 +275,7 @@ def check_run_dir(run_dir: Path, config: TrainConfig, *,
     """The checkpoints folder to resume from, or None for a fresh run; refuses to clobber.
 
     `has_resume_point(checkpoints)` says whether an epoch was committed (the default looks
-    for the state file; plantkit.training.fit reads and checks it)."""
+    for the state file; plantkit.training.run_folder reads and checks it)."""
     checkpoints = run_dir / CHECKPOINTS_DIR
     exists = run_dir.exists() and any(run_dir.iterdir())
     if config.resume:

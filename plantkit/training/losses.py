@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import keras
 import numpy as np
+import torch
+import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
+
+from plantkit.backend import keras
 
 
 def balanced_class_weights(train_labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -38,22 +41,18 @@ class CrossEntropy(keras.losses.Loss):
         kwargs.setdefault("reduction", None)  # torch reduces already
         super().__init__(name=name, **kwargs)
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
-        self._weights_by_device = {}
+        self._weights_by_device: dict[str, torch.Tensor] = {}
 
     def _weight_on(self, device):
         if self.class_weights is None:
             return None
         if device not in self._weights_by_device:
-            import torch
-
             self._weights_by_device[device] = torch.tensor(
                 self.class_weights, dtype=torch.float32, device=device
             )
         return self._weights_by_device[device]
 
     def call(self, y_true, y_pred):
-        import torch.nn.functional as F
-
         # Keras casts the labels to the loss dtype (float32) on the way in: exact for
         # any realistic number of classes (< 2**24).
         return F.cross_entropy(

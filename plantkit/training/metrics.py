@@ -13,8 +13,9 @@ comparison per batch, as the cross-entropy already costs.
 
 from __future__ import annotations
 
-import keras
-from keras import ops
+from plantkit.backend import keras
+
+ops = keras.ops
 
 
 def true_class_rank(y_true, y_pred):

@@ -15,8 +15,11 @@ Pl@ntNet-300K recipe was tuned with torch's rule, implemented here:
 
 from __future__ import annotations
 
-import keras
-from keras import ops
+import torch
+
+from plantkit.backend import keras
+
+ops = keras.ops
 
 
 @keras.saving.register_keras_serializable(package="plantkit")
@@ -92,8 +95,6 @@ def _torch_sgd_step(optimizer: TorchSGD, grads, variables, learning_rate: float)
     The gradient tensors are updated in place (they are discarded after the step): a fresh
     copy of every gradient, twice per step, cost more than the arithmetic on CPU.
     """
-    import torch
-
     with torch.no_grad():
         params = [v.value for v in variables]
         grads = [g.to(p.dtype) for g, p in zip(grads, params, strict=True)]

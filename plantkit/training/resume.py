@@ -22,8 +22,6 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import keras
-
 from plantkit.artifacts import (
     CHECKPOINT_STATE_FILE,
     CHECKPOINT_WEIGHTS_FILE,
@@ -38,6 +36,7 @@ from plantkit.artifacts import (
     verify_file,
     write_text,
 )
+from plantkit.backend import keras
 from plantkit.errors import PlantkitInputError
 from plantkit.training.callbacks import loss_is_finite
 

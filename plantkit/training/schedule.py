@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-import keras
+from plantkit.backend import keras
 
 
 def multistep_lr(
