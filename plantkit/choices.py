@@ -6,7 +6,8 @@ from enum import Enum
 
 class Choice(str, Enum):
     """A closed set of option values. The CLI types its options with these (so --help lists
-    them and click refuses others); the library takes the plain strings (`Choice.value`)."""
+    them and click refuses others); the library takes the plain strings (`Choice.value`).
+    Members are listed on one line: `a, b = "a", "b"`."""
 
     def __str__(self) -> str:
         return self.value
@@ -19,79 +20,73 @@ def _values(choice: type[Choice]) -> tuple[str, ...]:
 class Split(Choice):
     """A dataset's splits, in this order."""
 
-    train = "train"
-    val = "val"
-    test = "test"
+    train, val, test = "train", "val", "test"
 
 
 class Sampler(Choice):
     """Training samplers (plantkit.data.loading)."""
 
-    none = "none"
-    inverse = "inverse"
+    none, inverse = "none", "inverse"
 
 
 class Source(Choice):
     """Libraries that build a backbone (plantkit.models.registry)."""
 
-    timm = "timm"
-    torchvision = "torchvision"
+    timm, torchvision = "timm", "torchvision"
 
 
 class LogitsDtype(Choice):
     """How a prediction store may keep logits."""
 
-    float32 = "float32"
-    float16 = "float16"
+    float32, float16 = "float32", "float16"
 
 
 class Loss(Choice):
     """Training losses (plantkit.training.losses)."""
 
-    ce = "ce"
-    weighted = "weighted"
+    ce, weighted = "ce", "weighted"
 
 
 class Profile(Choice):
     """Class-count profiles (plantkit.data.profiles)."""
 
-    plantnet300k = "plantnet300k"
-    uniform = "uniform"
-    zipf = "zipf"
+    plantnet300k, uniform, zipf = "plantnet300k", "uniform", "zipf"
 
 
 class Normalization(Choice):
     """Named mean/std of `plantkit import plantnet` (plantkit.models.plantnet_import)."""
 
-    imagenet = "imagenet"
-    plantnet300k = "plantnet300k"
+    imagenet, plantnet300k = "imagenet", "plantnet300k"
 
 
-# plantkit combine (plantkit.combine): what --average averages, --weighted's rule, the
-# router's input, what --greedy optimises and what auto logit adjustment maximises.
 class Space(Choice):
-    probs = "probs"
-    logits = "logits"
+    """What `plantkit combine --average` averages."""
+
+    probs, logits = "probs", "logits"
 
 
 class WeightRule(Choice):
-    fit = "fit"
-    accuracy = "accuracy"
+    """`plantkit combine --weighted`'s rule."""
+
+    fit, accuracy = "fit", "accuracy"
 
 
 class RouterInput(Choice):
-    features = "features"
-    confidences = "confidences"
+    """What the router of `plantkit combine --router` reads."""
+
+    features, confidences = "features", "confidences"
 
 
 class GreedyMetric(Choice):
-    nll = "nll"
-    top1 = "top1"
+    """What `plantkit combine --greedy` optimises on val."""
+
+    nll, top1 = "nll", "top1"
 
 
 class AdjustTarget(Choice):
-    top1 = "top1"
-    macro = "macro"
+    """What `plantkit combine --logit-adjust auto` maximises on val."""
+
+    top1, macro = "top1", "macro"
 
 
 SPLITS = _values(Split)
@@ -111,6 +106,9 @@ ADJUST_TARGETS = _values(AdjustTarget)
 # medium 20..100 inclusive (plantkit.metrics.shot_buckets and plantkit.data.eda count them).
 MANY_SHOT_ABOVE = 100
 FEW_SHOT_BELOW = 20
+# The same in words, by bucket (tables, the report, docs).
+SHOT_RULES = {"many": f"> {MANY_SHOT_ABOVE} train images",
+              "medium": f"{FEW_SHOT_BELOW}-{MANY_SHOT_ABOVE}", "few": f"< {FEW_SHOT_BELOW}"}
 # ImageNet's normalisation: that of timm's and torchvision's pretrained weights and of the
 # released Pl@ntNet-300K models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -14,6 +14,7 @@ import numpy as np
 
 from plantkit.artifacts import artifact_lock, check_name, store_path
 from plantkit.errors import PlantkitInputError
+from plantkit.labels import checked_labels
 from plantkit.store import LOGITS_DTYPES, StoreWriter, classes_fingerprint, open_store
 
 if TYPE_CHECKING:
@@ -258,7 +259,7 @@ def _load_logits_labels(logits_path, labels_path,
     if logits.shape[0] == 0:
         raise PlantkitInputError(f"--logits {logits_path} holds 0 rows: nothing to import")
     labels = np.asarray(labels, dtype=np.int64)
-    _check_label_range(labels, num_classes, labels_path)
+    checked_labels(labels, len(labels), num_classes, where=f"--labels {labels_path}: ")
     return logits, labels
 
 
@@ -339,16 +340,6 @@ def _check_shapes(logits: np.ndarray, labels: np.ndarray, num_classes: int,
         raise PlantkitInputError(
             f"--labels {labels_path} has {labels.shape[0]} rows but --logits {logits_path} "
             f"has {logits.shape[0]}"
-        )
-
-
-def _check_label_range(labels: np.ndarray, num_classes: int, labels_path) -> None:
-    outside = (labels < 0) | (labels >= num_classes)
-    if outside.any():
-        row = int(np.argmax(outside))
-        raise PlantkitInputError(
-            f"--labels {labels_path}: label {labels[row]} at row {row} is not a class index "
-            f"in 0-{num_classes - 1}"
         )
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import colorsys
 import functools
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -168,63 +171,53 @@ def _draw_palmate_leaf(
         )
 
 
-def _draw_leaf_spots(
-    draw: ImageDraw.ImageDraw,
-    sp: Species,
-    pose: Pose,
-    rng: np.random.Generator,
-    midrib: np.ndarray,
-    half: np.ndarray,
-    vein: Colour,
-) -> None:
-    n = int(4 + 14 * sp.texture_density)
+@dataclass(frozen=True)
+class _LeafPaint:
+    """What the leaf's spots, veins and stripes are drawn with: the pen, the species, its
+    pose, the vein colour and width, and the leaf's midrib and half-widths along it."""
+
+    draw: ImageDraw.ImageDraw
+    sp: Species
+    pose: Pose
+    vein: Colour
+    line_w: int
+    midrib: np.ndarray
+    half: np.ndarray
+
+
+def _draw_leaf_spots(p: _LeafPaint, rng: np.random.Generator) -> None:
+    n = int(4 + 14 * p.sp.texture_density)
     t = rng.uniform(0.1, 0.9, n)
     i = (t * (len(_T) - 1)).astype(int)
-    xy = np.stack([midrib[i, 0] + rng.uniform(-0.7, 0.7, n) * half[i], 0.5 - t], axis=1)
+    xy = np.stack([p.midrib[i, 0] + rng.uniform(-0.7, 0.7, n) * p.half[i], 0.5 - t], axis=1)
     r = 0.025
     for x, y in xy:
-        draw.polygon(pose.pts(_ellipse(x, y, r, r)), fill=vein)
+        p.draw.polygon(p.pose.pts(_ellipse(x, y, r, r)), fill=p.vein)
 
 
-def _draw_veins(
-    draw: ImageDraw.ImageDraw,
-    sp: Species,
-    pose: Pose,
-    midrib: np.ndarray,
-    half: np.ndarray,
-    vein: Colour,
-    line_w: int,
-) -> None:
-    n = sp.n_veins
-    if sp.venation == "pinnate":
+def _draw_veins(p: _LeafPaint) -> None:
+    midrib, half, width = p.midrib, p.half, max(1, p.line_w // 2)
+    n = p.sp.n_veins
+    if p.sp.venation == "pinnate":
         for t0 in np.linspace(0.15, 0.75, n):
             i0, i1 = int(t0 * 32), min(32, int((t0 + 0.13) * 32))
             for side in (-1, 1):
                 end = [midrib[i1, 0] + side * 0.8 * half[i1], midrib[i1, 1]]
-                draw.line(
-                    pose.pts(np.array([midrib[i0], end])), fill=vein, width=max(1, line_w // 2)
-                )
-    elif sp.venation == "palmate":
+                p.draw.line(p.pose.pts(np.array([midrib[i0], end])), fill=p.vein, width=width)
+    elif p.sp.venation == "palmate":
         for c in np.linspace(-0.8, 0.8, n):
             i1 = int(0.55 * 32)
             end = [midrib[i1, 0] + c * half[i1], 0.5 - 0.55 - 0.25 * (1 - abs(c))]
-            draw.line(pose.pts(np.array([midrib[1], end])), fill=vein, width=max(1, line_w // 2))
+            p.draw.line(p.pose.pts(np.array([midrib[1], end])), fill=p.vein, width=width)
     else:  # parallel
         for c in np.linspace(-0.6, 0.6, n):
             curve = np.stack([midrib[:, 0] + c * half, midrib[:, 1]], axis=1)[3:-4]
-            draw.line(pose.pts(curve), fill=vein, width=max(1, line_w // 2))
+            p.draw.line(p.pose.pts(curve), fill=p.vein, width=width)
 
 
-def _draw_leaf_stripes(
-    draw: ImageDraw.ImageDraw,
-    sp: Species,
-    pose: Pose,
-    midrib: np.ndarray,
-    half: np.ndarray,
-    vein: Colour,
-    line_w: int,
-) -> None:
-    for t0 in np.linspace(0.2, 0.8, 3 + int(3 * sp.texture_density)):
+def _draw_leaf_stripes(p: _LeafPaint) -> None:
+    midrib, half = p.midrib, p.half
+    for t0 in np.linspace(0.2, 0.8, 3 + int(3 * p.sp.texture_density)):
         i = int(t0 * 32)
         seg = np.array(
             [
@@ -232,7 +225,7 @@ def _draw_leaf_stripes(
                 [midrib[i, 0] + half[i] * 0.9, midrib[i, 1] - 0.05],
             ]
         )
-        draw.line(pose.pts(seg), fill=vein, width=line_w)
+        p.draw.line(p.pose.pts(seg), fill=p.vein, width=p.line_w)
 
 
 def _draw_leaf(
@@ -250,12 +243,13 @@ def _draw_leaf(
     outline, midrib, half = _leaf_outline(sp, rng)
     draw.line(pose.pts(np.array([[0.0, 0.5], [0.0, 0.62]])), fill=vein, width=line_w)  # petiole
     draw.polygon(pose.pts(outline), fill=body)
+    paint = _LeafPaint(draw, sp, pose, vein, line_w, midrib, half)
     if sp.texture == "spots":
-        _draw_leaf_spots(draw, sp, pose, rng, midrib, half, vein)
+        _draw_leaf_spots(paint, rng)
     draw.line(pose.pts(midrib[2:-3]), fill=vein, width=line_w)
-    _draw_veins(draw, sp, pose, midrib, half, vein, line_w)
+    _draw_veins(paint)
     if sp.texture == "stripes":
-        _draw_leaf_stripes(draw, sp, pose, midrib, half, vein, line_w)
+        _draw_leaf_stripes(paint)
 
 
 # -------------------------------------------------------------------------------- flower
@@ -315,8 +309,9 @@ def _draw_flower(
 # --------------------------------------------------------------------------------- fruit
 
 
-class _FruitPaint:
-    """Pens shared by the fruit shapes: body tones, highlight, stalk and its width."""
+class _Paint:
+    """What an organ's shapes are drawn with (an organ drawer's arguments): the pen, the
+    species, its pose, the random draws, the body colour as HSV and the second colour."""
 
     def __init__(
         self,
@@ -325,13 +320,25 @@ class _FruitPaint:
         pose: Pose,
         rng: np.random.Generator,
         body: Colour,
-        stalk: Colour,
+        second: Colour,
     ) -> None:
         self.draw, self.sp, self.pose, self.rng = draw, sp, pose, rng
-        self.body, self.stalk = body, stalk
+        self.body, self.second = body, second
         self.h, self.s, self.v = colorsys.rgb_to_hsv(*(c / 255 for c in body))
+
+
+_P = TypeVar("_P", bound=_Paint)
+
+
+class _FruitPaint(_Paint):
+    """Pens shared by the fruit shapes: body tones, highlight, stalk (the second colour)
+    and its width."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.stalk = self.second
         self.shine = hsv(self.h, self.s * 0.3, min(1.0, self.v + 0.4))
-        self.sw = pose.width(0.03)
+        self.sw = self.pose.width(0.03)
 
     def berry(self, x: float, y: float, r: float) -> None:
         draw, pose = self.draw, self.pose
@@ -403,16 +410,18 @@ def _draw_elongated_fruit(p: _FruitPaint) -> None:
 _FRUIT_SHAPES = {"berries": _draw_berries, "grapes": _draw_grapes, "round": _draw_round_fruit}
 
 
-def _draw_fruit(
-    draw: ImageDraw.ImageDraw,
-    sp: Species,
-    pose: Pose,
-    rng: np.random.Generator,
-    body: Colour,
-    stalk: Colour,
-) -> None:
-    paint = _FruitPaint(draw, sp, pose, rng, body, stalk)
-    _FRUIT_SHAPES.get(sp.shape, _draw_elongated_fruit)(paint)
+def _by_shape(paint: type[_P], shapes: Mapping[str, Callable[[_P], None]],
+              default: Callable[[_P], None]) -> Callable[..., None]:
+    """An organ drawer that draws with `paint`'s pens the species' shape (else `default`)."""
+
+    def draw_organ(*args) -> None:
+        pens = paint(*args)
+        shapes.get(pens.sp.shape, default)(pens)
+
+    return draw_organ
+
+
+_draw_fruit = _by_shape(_FruitPaint, _FRUIT_SHAPES, _draw_elongated_fruit)
 
 
 # ---------------------------------------------------------------------------------- bark
@@ -469,23 +478,16 @@ def _draw_bark(
 # --------------------------------------------------------------------------------- habit
 
 
-class _HabitPaint:
-    """Pens shared by the whole-plant shapes: foliage tones, stem, bloom, leaf length."""
+class _HabitPaint(_Paint):
+    """Pens shared by the whole-plant shapes: foliage tones, stem, bloom (the second
+    colour), leaf length."""
 
-    def __init__(
-        self,
-        draw: ImageDraw.ImageDraw,
-        sp: Species,
-        pose: Pose,
-        rng: np.random.Generator,
-        body: Colour,
-        bloom: Colour,
-    ) -> None:
-        self.draw, self.sp, self.pose, self.rng, self.bloom = draw, sp, pose, rng, bloom
-        self.h, self.s, self.v = colorsys.rgb_to_hsv(*(c / 255 for c in body))
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.bloom = self.second
         self.stem = hsv(self.h, self.s, self.v * 0.7)
-        self.lw = pose.width(0.025)
-        self.leaf_len = 0.12 + 0.25 * sp.part_size
+        self.lw = self.pose.width(0.025)
+        self.leaf_len = 0.12 + 0.25 * self.sp.part_size
 
     def foliage(self, lo: float, hi: float) -> Colour:
         """A foliage tone, its value jittered by a factor drawn from [lo, hi)."""
@@ -566,16 +568,7 @@ def _draw_shrub(p: _HabitPaint) -> None:
 _HABIT_SHAPES = {"upright": _draw_upright, "rosette": _draw_rosette, "grass": _draw_grass}
 
 
-def _draw_habit(
-    draw: ImageDraw.ImageDraw,
-    sp: Species,
-    pose: Pose,
-    rng: np.random.Generator,
-    body: Colour,
-    bloom: Colour,
-) -> None:
-    paint = _HabitPaint(draw, sp, pose, rng, body, bloom)
-    _HABIT_SHAPES.get(sp.shape, _draw_shrub)(paint)
+_draw_habit = _by_shape(_HabitPaint, _HABIT_SHAPES, _draw_shrub)
 
 
 _DRAWERS = {

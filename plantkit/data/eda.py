@@ -256,7 +256,8 @@ def summarize(counts: pd.DataFrame, *, source: str, dataset=None) -> dict[str, A
         "class_sizes": sizes,
         "shots": {
             **shot_buckets(splits["train"].to_numpy()),
-            "rule": "by train images: many > 100, medium 20..100, few < 20",
+            "rule": f"by train images: many > {MANY_SHOT_ABOVE}, medium "
+                    f"{FEW_SHOT_BELOW}..{MANY_SHOT_ABOVE}, few < {FEW_SHOT_BELOW}",
         },
         "per_class": table,
     }

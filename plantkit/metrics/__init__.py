@@ -23,11 +23,9 @@ combination.json, report, the demo's verdicts); nothing else in plantkit defines
 Definitions: docs/metrics.md.
 """
 
+from plantkit.choices import FEW_SHOT_BELOW, MANY_SHOT_ABOVE, SHOT_RULES
 from plantkit.metrics.accuracy import (
     ABOVE_ACCURACY,
-    FEW_SHOT_BELOW,
-    MANY_SHOT_ABOVE,
-    SHOT_RULES,
     accuracy_scores,
     average_k_accuracy,
     macro_average_k_accuracy,

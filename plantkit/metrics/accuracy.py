@@ -17,9 +17,6 @@ from plantkit.errors import PlantkitInputError
 from plantkit.metrics.rows import RowScores
 
 ABOVE_ACCURACY = 0.9  # the reference study's "species above 90 %"
-# Train images per species: many > 100, medium 20-100, few < 20 (the long-tail convention).
-SHOT_RULES = {"many": f"> {MANY_SHOT_ABOVE} train images",
-              "medium": f"{FEW_SHOT_BELOW}-{MANY_SHOT_ABOVE}", "few": f"< {FEW_SHOT_BELOW}"}
 # A row that is not a top-1 hit is predicted as this non-class for scikit-learn's recall:
 # for recall only whether the prediction is the true class matters, not which class it is.
 _MISS = -1

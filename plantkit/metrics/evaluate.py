@@ -7,20 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from plantkit.errors import PlantkitInputError
-from plantkit.metrics.accuracy import (
-    ABOVE_ACCURACY,
-    accuracy_scores,
-    average_k_accuracy,
-    macro_average_k_accuracy,
-    macro_mean,
-    macro_topk_accuracy,
-    mean_set_size,
-    nll_mean,
-    per_class_accuracy,
-    shot_summary,
-    species_above,
-    topk_accuracy,
-)
+from plantkit.metrics import accuracy
 from plantkit.metrics.average_k import TopValues, average_k_thresholds
 from plantkit.metrics.bootstrap import bootstrap_ci
 from plantkit.metrics.calibration import ece, reliability_bins
@@ -65,17 +52,17 @@ def split_scores(rows: RowScores, labels, num_classes: int, *,
     labels = np.asarray(labels, dtype=np.int64)
     result: dict = {}
     for k in ks:
-        result[f"top{k}"] = topk_accuracy(rows, k)
+        result[f"top{k}"] = accuracy.topk_accuracy(rows, k)
         result[f"macro_top{k}"] = (
-            macro_mean(per_class_top1) if k == 1 and per_class_top1 is not None
-            else macro_topk_accuracy(rows, labels, k, num_classes))
+            accuracy.macro_mean(per_class_top1) if k == 1 and per_class_top1 is not None
+            else accuracy.macro_topk_accuracy(rows, labels, k, num_classes))
     for k in rows.covered:
-        result[f"avg{k}"] = average_k_accuracy(rows, k)
-        result[f"macro_avg{k}"] = macro_average_k_accuracy(rows, labels, k, num_classes)
+        result[f"avg{k}"] = accuracy.average_k_accuracy(rows, k)
+        result[f"macro_avg{k}"] = accuracy.macro_average_k_accuracy(rows, labels, k, num_classes)
         result[f"avg{k}_set_size"] = (
-            mean_set_size(rows, k) if k in rows.set_size else (set_sizes or {}).get(k)
+            accuracy.mean_set_size(rows, k) if k in rows.set_size else (set_sizes or {}).get(k)
         )
-    result["nll"] = nll_mean(rows)
+    result["nll"] = accuracy.nll_mean(rows)
     result["ece"] = ece(rows.conf, rows.hits(1))
     return result
 
@@ -88,7 +75,7 @@ def split_accuracy(store, split: str, ks: Sequence[int] = (1,), *,
     ranks = [true_class_rank(chunk, labels[start:start + len(chunk)])
              for start, chunk in store.iter_logits(split, chunk_rows)]
     rank = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int32)
-    return accuracy_scores(rank, labels, store.num_classes, ks)
+    return accuracy.accuracy_scores(rank, labels, store.num_classes, ks)
 
 
 def summarise_split(rows: RowScores, labels, num_classes: int, *,
@@ -102,21 +89,21 @@ def summarise_split(rows: RowScores, labels, num_classes: int, *,
     thresholds were fitted in the same pass).
     """
     labels = np.asarray(labels, dtype=np.int64)
-    per_class = per_class_accuracy(rows, labels, num_classes)
+    per_class = accuracy.per_class_accuracy(rows, labels, num_classes)
     present = ~np.isnan(per_class)
     result: dict = {"rows": len(rows), "classes_present": int(present.sum())}
     scores = split_scores(rows, labels, num_classes, ks=ks, set_sizes=set_sizes,
                           per_class_top1=per_class)
     nll, ece_value = scores.pop("nll"), scores.pop("ece")
     result.update(scores)
-    result["species_above_90"] = species_above(per_class, ABOVE_ACCURACY)
+    result["species_above_90"] = accuracy.species_above(per_class, accuracy.ABOVE_ACCURACY)
     result["species_at_0"] = int((per_class[present] == 0).sum())
     result["nll"] = nll
     result["ece"] = ece_value
     reliability = reliability_bins(rows.conf, rows.hits(1))
     result["reliability"] = {key: value.tolist() for key, value in reliability.items()}
     if train_counts is not None:
-        result.update(shot_summary(per_class, train_counts))
+        result.update(accuracy.shot_summary(per_class, train_counts))
     else:
         result.update(many=None, medium=None, few=None, shot_classes=None)
     result["per_class_accuracy"] = per_class.tolist()

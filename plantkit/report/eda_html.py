@@ -33,6 +33,10 @@ EDA_CSS = """
 """
 
 
+# The look both figures of the page share.
+_PAGE_LAYOUT = {"height": 460, "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+                "template": "plotly_white"}
+
 def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else _e(value)
 
@@ -65,9 +69,7 @@ def _counts_figure(summary: dict[str, Any]):
         yaxis_title="images (log scale)",
         yaxis_type="log",
         bargap=0,
-        height=460,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        template="plotly_white",
+        **_PAGE_LAYOUT,
     )
     return fig
 
@@ -115,9 +117,7 @@ def _cumulative_figure(summary: dict[str, Any]):
         xaxis_title="classes (ranked, largest first)",
         yaxis_title="cumulative share of images",
         yaxis_tickformat=".0%",
-        height=460,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        template="plotly_white",
+        **_PAGE_LAYOUT,
         showlegend=False,
     )
     return fig

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from plantkit.choices import SPLITS
+from plantkit.choices import FEW_SHOT_BELOW, MANY_SHOT_ABOVE, SHOT_RULES, SPLITS
 
 MAX_FLAGGED_ROWS = 10
 
@@ -17,17 +17,20 @@ def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "-"
 
 
+def _table(title: str, caption: str, first: str, *numbers: str) -> Table:
+    """A table with a caption under it: a text column, then right-aligned number columns."""
+    table = Table(title=title, caption=caption, caption_justify="left")
+    table.add_column(first)
+    for column in numbers:
+        table.add_column(column, justify="right")
+    return table
+
+
 def _splits_table(summary: dict[str, Any]) -> Table:
     images, classes = summary["images_per_split"], summary["classes_per_split"]
-    table = Table(
-        title="Images and classes per split",
-        caption="classes = classes with at least one image in that split",
-        caption_justify="left",
-    )
-    table.add_column("split")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("classes", justify="right")
+    table = _table("Images and classes per split",
+                   "classes = classes with at least one image in that split",
+                   "split", "images", "share", "classes")
     for split in SPLITS:
         table.add_row(
             split,
@@ -139,16 +142,12 @@ def _sizes_table(summary: dict[str, Any]) -> Table:
 def _shots_table(summary: dict[str, Any]) -> Table:
     shots = summary["shots"]
     n_classes = summary["classes_per_split"]["total"]
-    table = Table(
-        title="Many / medium / few-shot classes (by train images)",
-        caption="many: > 100 train images; medium: 20 to 100; few: < 20",
-        caption_justify="left",
-    )
-    table.add_column("bucket")
-    table.add_column("train images", justify="right")
-    table.add_column("classes", justify="right")
-    table.add_column("share", justify="right")
-    for bucket, rule in (("many", "> 100"), ("medium", "20..100"), ("few", "< 20")):
+    table = _table("Many / medium / few-shot classes (by train images)",
+                   f"many: > {MANY_SHOT_ABOVE} train images; medium: {FEW_SHOT_BELOW} to "
+                   f"{MANY_SHOT_ABOVE}; few: < {FEW_SHOT_BELOW}",
+                   "bucket", "train images", "classes", "share")
+    for bucket, rule in SHOT_RULES.items():
+        rule = rule.removesuffix(" train images")
         table.add_row(bucket, rule, f"{shots[bucket]:,}", _pct(shots[bucket], n_classes))
     return table
 
