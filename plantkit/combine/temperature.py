@@ -46,7 +46,8 @@ def fit_temperature(shifted: np.ndarray, labels: np.ndarray, *, tol: float = 1e-
     `shifted`: rows x C logits (any per-row shift; each row's max subtracted keeps exp in
     range). Safeguarded Newton on beta = 1/T (convex, so a bracket from the sign of the
     derivative keeps every step safe); each iteration is one pass over the rows, where a
-    derivative-free scalar search needs two to three times as many. T is clipped to
+    derivative-free scalar search needs more (scipy's bounded minimize_scalar takes 5x the
+    time for the same T to 1e-4: benchmarks/bench_kernels.py). T is clipped to
     TEMPERATURE_RANGE.
     """
     shifted = np.asarray(shifted, dtype=np.float32)

@@ -80,8 +80,8 @@ def rare_augmentation() -> v2.Compose:
 class ToNormalizedFloat(torch.nn.Module):
     """uint8 image(s) ... x 3 x H x W -> float32 (x / 255 - mean) / std, contiguous, one pass.
 
-    Equals v2.ToDtype(float32, scale=True) + v2.Normalize to float rounding, at a quarter
-    of their cost on the loader's channels-last crops (four passes over strided memory).
+    Equals v2.ToDtype(float32, scale=True) + v2.Normalize to float rounding (7e-7), at
+    1.5-2.8x less time on the loader's channels-last crops (benchmarks/bench_kernels.py).
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -103,8 +103,9 @@ class ToNormalizedFloat(torch.nn.Module):
 def seeded_cpu_rng(seed: int) -> Iterator[None]:
     """Seed torch's CPU generator (which the v2 transforms draw from), then restore its state.
 
-    torch.manual_seed would cost ~0.3 ms a call (it also records a stack trace for lazy
-    CUDA seeding): a tenth of the loader's whole work on an image.
+    torch.manual_seed with torch.random.fork_rng costs 34-50x more (about 0.2 ms a call: it
+    also records a stack trace for lazy CUDA seeding; benchmarks/bench_kernels.py), a tenth
+    of the loader's whole work on an image.
     """
     generator = torch.default_generator
     state = generator.get_state()
