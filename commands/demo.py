@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from plantkit.commands._cli import Panel, console, err_console, print_json, settings
@@ -75,18 +74,8 @@ def demo(
     if as_json:
         print_json({**result, "out": str(target)})
         return
-    table = Table(title="plantkit demo: wall time per stage")
-    table.add_column("stage")
-    table.add_column("seconds", justify="right")
-    table.add_column("this run")
-    for stage, seconds in result["seconds"].items():
-        table.add_row(stage, f"{seconds:.1f}", "ran" if stage in result["ran"] else "skipped")
-    table.add_row("total", f"{sum(result['seconds'].values()):.1f}", "")
-    console.print(table)
-    for line in result["verdicts"]:
-        console.print(line, highlight=False)
-    console.print(
-        f"artifacts in {target}; HTML: {target / 'reports' / 'report.html'} and "
-        f"{target / 'reports' / 'eda.html'}",
-        highlight=False,
-    )
+    if quiet:
+        return
+    from plantkit.report.demo_tables import print_demo
+
+    print_demo(result, target, console)

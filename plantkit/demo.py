@@ -18,6 +18,8 @@ from plantkit.data.embedded import EMBEDDED
 from plantkit.errors import PlantkitInputError
 
 STATE_FILE = "demo_state.json"
+# The pages and the report document the demo writes under ARTIFACTS/reports/.
+EDA_PAGE, REPORT_PAGE, REPORT_JSON = "eda.html", "report.html", "report.json"
 STAGES = ("data", "analysis", "experts", "combinations", "report")
 
 
@@ -167,7 +169,7 @@ def _analysis(out: Path, console, quiet: bool) -> None:
 
     dataset = open_dataset(dataset_root(out))
     summary = summarize(dataset.counts(), source=str(dataset.root), dataset=dataset)
-    write_eda_html(reports_dir(out) / "eda.html", summary, dataset=dataset)
+    write_eda_html(reports_dir(out) / EDA_PAGE, summary, dataset=dataset)
     if console is not None and not quiet:
         print_summary(summary, console)
 
@@ -219,15 +221,15 @@ def _report(out: Path, console, quiet: bool) -> None:
     from plantkit.report.tables import print_report
 
     report = build_report(collect_store_paths([], out), workers=1)
-    write_text(reports_dir(out) / "report.json", json.dumps(report))
-    write_report_html(reports_dir(out) / "report.html", report)
+    write_text(reports_dir(out) / REPORT_JSON, json.dumps(report))
+    write_report_html(reports_dir(out) / REPORT_PAGE, report)
     if console is not None and not quiet:
         print_report(report, console)
 
 
 def verdicts(out: Path) -> list[str]:
     """One honest line per combination: does it beat the best single expert on test?"""
-    path = reports_dir(out) / "report.json"
+    path = reports_dir(out) / REPORT_JSON
     if not path.is_file():
         return []
     report = json.loads(path.read_text(encoding="utf-8"))

@@ -47,3 +47,5 @@ def test_quick_demo_writes_every_artifact_and_skips_finished_stages(tmp_path):
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--json"])
     assert again.exit_code == 0
     assert json.loads(again.stdout)["ran"] == {}  # everything was finished: nothing reran
+    quiet = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "-q"])
+    assert quiet.exit_code == 0 and quiet.stdout == ""  # --quiet: no tables
