@@ -370,6 +370,7 @@ case("global-unknown-command", lambda t: ["nope"], "nope")
 # An empty path would be read as the current folder.
 case("empty-path-data", lambda t: ["data", "inspect", "--data", ""], "--data", "empty path")
 case("empty-path-report", lambda t: ["report", ""], "PATH", "empty path")
+case("empty-init-from", lambda t: ["train", "--init-from", ""], "--init-from", "empty")
 case("empty-path-checkpoint", lambda t: ["import", "plantnet", "", "--arch", "resnet18"],
      "checkpoint", "empty path")
 # A usage error names the command's own help, also when click reports it from the group.

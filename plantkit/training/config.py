@@ -186,6 +186,8 @@ def resolve_init_from(artifacts: Path, init_from: str | None) -> str | None:
     expert folder's expert.json and weights, a checkpoint file's readability)."""
     if init_from is None:
         return None
+    if not init_from.strip():  # pathlib would read "" as the current folder
+        raise PlantkitInputError("--init-from is empty: give an expert name, folder or checkpoint")
     path = Path(init_from)
     if not path.exists():
         folder = expert_dir(artifacts, init_from) if _is_name(init_from) else None
