@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from plantkit import __version__
-from plantkit.commands import combine, data, demo, imports, predict, report, train
+from plantkit.commands import classify, combine, data, demo, imports, predict, report, train
 from plantkit.commands._cli import err_console, error_line, examples, renamed_message, settings
 from plantkit.errors import PlantkitInputError
 
@@ -60,6 +60,14 @@ app.command(
         "plantkit combine --logit-adjust auto --target macro --experts resnet18,mobilenet",
     ),
 )(combine.combine)
+app.command(
+    "classify",
+    epilog=examples(
+        "plantkit classify photo.jpg --with weighted",
+        "plantkit classify photos/ --with cascade --top 3 --csv species.csv",
+        "plantkit classify photos/ more.jpg --with resnet18 --json --quiet",
+    ),
+)(classify.classify)
 app.command(
     "demo",
     epilog=examples(

@@ -253,7 +253,7 @@ def load_for_prediction(
 
     expert_dir = Path(expert_dir)
     document = check_expert_folder(expert_dir)
-    training = _training_record(expert_dir)
+    training = training_record(expert_dir)
     if data is None and training is not None:
         data = training["dataset"]["root"]
     if data is None:
@@ -267,14 +267,20 @@ def load_for_prediction(
     else:
         dataset = open_dataset(data)
     _check_dataset_matches(expert_dir.name, document, dataset)
+    return load_expert(expert_dir), dataset, recorded_resize(expert_dir, document)
+
+
+def recorded_resize(expert_dir: Path, document: dict) -> int | None:
+    """The resize an expert's predictions were made with: the training run's
+    (train_config.json), else the one `plantkit import plantnet` recorded in its origin, else
+    None (predict_to_store then uses `default_resize` of the crop)."""
+    training = training_record(Path(expert_dir))
     if training is not None:
-        resize = training["config"]["resize"]
-    else:
-        resize = (document.get("origin") or {}).get("resize")
-    return load_expert(expert_dir), dataset, resize
+        return training["config"]["resize"]
+    return (document.get("origin") or {}).get("resize")
 
 
-def _training_record(expert_dir: Path) -> dict | None:
+def training_record(expert_dir: Path) -> dict | None:
     """The train_config.json that `plantkit train` leaves in an expert folder, if any."""
     path = expert_dir / TRAIN_CONFIG_FILE
     return read_json(path, "the training's options") if path.is_file() else None

@@ -108,3 +108,20 @@ def test_help_examples_use_real_options(path):
         leaf_args = words[start + len(path):]
         context = command.make_context(path[-1], leaf_args, resilient_parsing=False)
         assert not context.args, (line, context.args)
+
+
+def test_every_command_summary_is_one_short_line():
+    """The first paragraph of a command's docstring is its line in the parent's command list;
+    a wrapped first paragraph is shown broken mid-sentence there."""
+    from plantkit.commands.main import cli_command
+
+    stack = [cli_command()]
+    long = []
+    while stack:
+        command = stack.pop()
+        for name, sub in getattr(command, "commands", {}).items():
+            stack.append(sub)
+            first = (sub.help or "").strip().split("\n\n")[0]
+            if "\n" in first or len(first) > 90:
+                long.append(f"{name}: {first!r}")
+    assert long == []

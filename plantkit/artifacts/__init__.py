@@ -25,6 +25,8 @@ from plantkit.artifacts.layout import (
     HISTORY_TIMING_COLUMNS,
     KIND_FOLDERS,
     REPORTS_DIR,
+    RUNNABLE_ARRAYS_FILE,
+    RUNNABLE_FILE,
     STORE_FILE,
     SYNTH_FILE,
     TRAIN_CONFIG_FILE,

@@ -38,6 +38,9 @@ EPOCH_DIR_PREFIX = "epoch-"
 
 # A combination folder (combos/<name>/).
 COMBINATION_FILE = "combination.json"
+# ... and the combination as a model for `plantkit classify` (plantkit.combine.apply).
+RUNNABLE_FILE = "runnable.json"
+RUNNABLE_ARRAYS_FILE = "runnable.npz"
 
 # A generated dataset folder (data/<name>/) carries this beside images/.
 SYNTH_FILE = "synth.json"

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.linalg.blas import saxpy
 
 from plantkit.combine.logit_adjust import TradeoffCurve, adjust, pick_tau
-from plantkit.combine.probs import log_mixture
+from plantkit.combine.probs import exp_scaled, log_mixture
 from plantkit.combine.refs import Ref
 from plantkit.metrics import log_softmax
 
@@ -51,6 +51,20 @@ class ExpertChunk:
     def log_probs_raw(self) -> np.ndarray:
         """The expert's own log-softmax (a new array)."""
         return self.shifted + np.log(self.softmaxes[RAW][1])[:, None]
+
+
+def shifted_chunk(m: int, rows: slice, shifted: np.ndarray, rank: np.ndarray, kinds,
+                  temperature: float) -> ExpertChunk:
+    """An expert's chunk from its row-shifted logits (plantkit.combine.probs.shift_rows, done
+    in place) with the softmaxes of `kinds`: the one way the stream and classify
+    (plantkit.combine.apply) turn an expert's logits into what the mixers read."""
+    softmaxes = {}
+    if RAW in kinds or (CALIBRATED in kinds and temperature == 1.0):
+        softmaxes[RAW] = exp_scaled(shifted, 1.0)
+    if CALIBRATED in kinds:
+        softmaxes[CALIBRATED] = (softmaxes[RAW] if temperature == 1.0
+                                 else exp_scaled(shifted, 1.0 / temperature))
+    return ExpertChunk(m, rows, shifted, rank, softmaxes)
 
 
 def _axpy(x: np.ndarray, y: np.ndarray, a: float) -> None:
@@ -196,10 +210,9 @@ class CascadeMixture(Mixer):
             raise RuntimeError("cascade stages must be added cheapest first")
         self._next += 1
         self._total += chunk.probs(CALIBRATED)
-        conf = self._total.max(axis=1) / np.float32(stage + 1)
         last = stage == len(self.order) - 1
-        newly = (self._stop < 0) & (last | (conf >= self.thresholds[stage]))
-        self._out[newly] = self._total[newly] / np.float32(stage + 1)
+        newly = (self._stop < 0) & stops_here(self._total, stage, self.thresholds[stage], last)
+        self._out[newly] = stage_average(self._total[newly], stage)
         self._stop[newly] = stage
 
     def finish(self, rows, base_output=None):
@@ -210,6 +223,19 @@ class CascadeMixture(Mixer):
 
     def stop_stages(self, split: str) -> np.ndarray:
         return np.concatenate(self.stops[split])
+
+
+def stops_here(total: np.ndarray, stage: int, threshold: float, last: bool) -> np.ndarray:
+    """Which rows the cascade stops at `stage` (0-based), given the sum of the calibrated
+    probabilities of its stage + 1 experts: top-1 average >= threshold, or the last stage.
+    Row by row, so the stream (every row) and classify (the rows still open) agree."""
+    conf = total.max(axis=1) / np.float32(stage + 1)
+    return np.asarray(last | (conf >= threshold), dtype=bool)
+
+
+def stage_average(total: np.ndarray, stage: int) -> np.ndarray:
+    """The cascade's output at `stage` from the sum of its stage + 1 experts' probabilities."""
+    return total / np.float32(stage + 1)
 
 
 class RouterMixture(Mixer):

@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 
 from plantkit import __version__, metrics
-from plantkit.combine import route
+from plantkit.combine import apply, route
 from plantkit.combine.cascade import NEVER
 from plantkit.combine.cost import ensemble_gflops
 from plantkit.combine.fit import ADJUST, CallPlan, Fitted, required_fit
@@ -197,3 +197,17 @@ def document(experts: ExpertSet, result: dict) -> dict:
         "fitted_on": "val", **{k: v for k, v in result.items() if k != "store"},
     })
 
+
+def runnable(outcome: Outcome, result: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """A combination's runnable form (plantkit.combine.apply), or the document saying why
+    it has none (a router; an expert without weights)."""
+    experts, plan = outcome.experts, outcome.plan
+    mixer = outcome.mixers[plan.ref(result["method"])]
+    try:
+        return apply.runnable_form(
+            mixer, outcome.mixers, method=result["method"], names=experts.names,
+            experts_sha256=[apply.weights_sha256_beside(s.path) for s in experts.stores],
+            gflops=experts.gflops, temperatures=outcome.fitted.temperatures,
+            order=plan.order, num_classes=experts.num_classes)
+    except apply.NotRunnable as exc:
+        return apply.not_runnable_document(result["method"], str(exc)), {}

@@ -82,6 +82,7 @@ def _stream_and_save(artifacts_root, experts: ExpertSet, plan: CallPlan, fitted:
         for result in results:
             result["store"] = str(writers.root / result["name"] / STORE_FILE)
             writers.set_result(result["name"], report.store_attrs(experts, result),
-                               report.document(experts, result))
+                               report.document(experts, result),
+                               report.runnable(outcome, result))
     return to_plain({"ks": list(options.ks), "experts": report.expert_rows(outcome),
                      "combinations": results, "notes": [*plan.notes, *fitted.notes]})

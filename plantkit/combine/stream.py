@@ -9,8 +9,8 @@ import numpy as np
 
 from plantkit import metrics
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet, row_chunks
-from plantkit.combine.mixers import CALIBRATED, RAW, ExpertChunk, Mixer
-from plantkit.combine.probs import exp_scaled, shift_rows
+from plantkit.combine.mixers import RAW, ExpertChunk, Mixer, shifted_chunk
+from plantkit.combine.probs import shift_rows
 from plantkit.combine.refs import Ref
 
 Emit = Callable[[Ref, str, slice, np.ndarray], None]
@@ -124,10 +124,4 @@ def _expert_chunk(experts: ExpertSet, m: int, split: str, rows: slice, logits: n
     rank = metrics.true_class_rank(logits, experts.labels[split][rows])
     row_max = shift_rows(logits)
     experts.check_finite(m, split, row_max, rows.start)
-    softmaxes = {}
-    if RAW in kinds or (CALIBRATED in kinds and temperature == 1.0):
-        softmaxes[RAW] = exp_scaled(logits, 1.0)
-    if CALIBRATED in kinds:
-        softmaxes[CALIBRATED] = (softmaxes[RAW] if temperature == 1.0
-                                 else exp_scaled(logits, 1.0 / temperature))
-    return ExpertChunk(m, rows, logits, rank, softmaxes)
+    return shifted_chunk(m, rows, logits, rank, kinds, temperature)

@@ -280,11 +280,15 @@ def save_expert(
     return directory
 
 
-def load_expert(directory: str | PathLike) -> Expert:
-    """The expert saved in `directory` by save_expert, with its weights and stored info."""
+def load_expert(directory: str | PathLike, *, amp: bool | None = None) -> Expert:
+    """The expert saved in `directory` by save_expert, with its weights and stored info;
+    `amp` (when given) overrides the saved config's bfloat16 autocast for this run."""
     directory = Path(directory)
     document = check_expert_folder(directory)  # the weights' sha256 too (once per process)
-    expert = Expert.from_config(document["config"])
+    config = dict(document["config"])
+    if amp is not None:
+        config["amp"] = bool(amp)
+    expert = Expert.from_config(config)
     state, _ = checkpoints.read_checkpoint(directory / WEIGHTS_FILE)
     checkpoints.load_backbone_state(expert.backbone, state, classifier=expert.classifier_name,
                                     num_classes=expert.config["num_classes"],

@@ -1,0 +1,141 @@
+"""`plantkit classify`: the top species of new photos with an expert or a combination."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from plantkit.commands._cli import (
+    Panel,
+    PlantkitInputError,
+    console,
+    err_console,
+    print_json,
+    settings,
+)
+
+
+def classify(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="Image files or folders (searched recursively).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option(
+            "--with",
+            help="An expert or a combination (its folder under ARTIFACTS/experts or "
+            "ARTIFACTS/combos).",
+            rich_help_panel=Panel.INPUTS,
+        ),
+    ],
+    top: Annotated[
+        int,
+        typer.Option("--top", help="Species shown per image.", rich_help_panel=Panel.OUTPUT),
+    ] = 5,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Also write one row per image and rank: path, rank, species_id, "
+            "species_name, probability, experts.",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.HARDWARE)
+    ] = 64,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Image-loading processes \\[default: one per core, at most 4].",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = None,
+    amp: Annotated[
+        bool,
+        typer.Option(
+            "--amp",
+            help="bfloat16 autocast (CUDA, CPU): faster, probabilities differ slightly from "
+            "the stored predictions.",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
+    ] = False,
+) -> None:
+    """Classify photos with an expert or a combination: the top species of each.
+
+    Per image also the experts that ran on it (a cascade runs its later experts only on the
+    images still unsure); at the end the measured cost next to the one `plantkit combine`
+    expected."""
+    from plantkit.choices import default_workers
+    from plantkit.classify import check_csv_target, find_images, resolve_model
+    from plantkit.data.loader_options import check_loader_options
+
+    # Everything checked before torch is imported: a bad input is refused at once.
+    if top < 1:
+        raise PlantkitInputError(f"--top must be at least 1, got {top}")
+    check_loader_options(batch_size, workers)
+    check_csv_target(csv_path)
+    images = find_images(paths)
+    model = resolve_model(settings.artifacts_root, name)
+    if not images:
+        raise PlantkitInputError(
+            f"no image found in {', '.join(map(str, paths))} (looked for "
+            ".jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff)")
+
+    from plantkit.classify import classify_images, write_csv
+    from plantkit.progress import progress_bar
+
+    result = classify_images(
+        model, images, top=top, batch_size=batch_size,
+        workers=default_workers() if workers is None else workers, amp=amp,
+        progress=lambda description, total: progress_bar(description, total, disable=quiet),
+        warn=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    if csv_path is not None:
+        write_csv(result, csv_path)
+    if as_json:
+        print_json(result)
+        return
+    _print_table(result)
+
+
+def _print_table(result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result['name']} ({result['method']})")
+    for column in ("image", "rank", "species id", "species", "probability", "experts"):
+        table.add_column(column, overflow="fold",
+                         justify="right" if column in ("rank", "probability") else "left")
+    for image in result["images"]:
+        for entry in image["top"]:
+            first = entry["rank"] == 1
+            table.add_row(image["path"] if first else "", str(entry["rank"]),
+                          entry["species_id"], entry["species_name"],
+                          f"{entry['probability']:.4f}",
+                          "+".join(image["experts"]) if first else "")
+    console.print(table)
+    console.print(_cost_line(result["cost"]), highlight=False, soft_wrap=True)
+
+
+def _cost_line(cost: dict) -> str:
+    def gflops(value) -> str:
+        return "unknown" if value is None else f"{value:.4g}"
+
+    rate = cost["images_per_s"]
+    return (f"{cost['images']:,} images in {cost['wall_s']:.2f} s "
+            f"({'-' if rate is None else f'{rate:.1f}'} images/s); GFLOPs per image: measured "
+            f"{gflops(cost['measured_gflops_per_image'])}, expected "
+            f"{gflops(cost['expected_gflops_per_image'])}")
