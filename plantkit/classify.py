@@ -12,6 +12,7 @@ plantkit.predict.expert_transform_spec and the recorded resize).
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from plantkit.artifacts import COMBINATION_FILE, EXPERT_FILE, combo_dir, expert_dir, read_json
+from plantkit.artifacts import (
+    COMBINATION_FILE,
+    EXPERT_FILE,
+    combo_dir,
+    expert_dir,
+    read_json,
+    write_text,
+)
 from plantkit.combine.apply import (
     ROUTER_REFUSAL,
     Runnable,
@@ -321,12 +329,14 @@ def _collate(samples: list) -> _Batch:
 
 
 def write_csv(result: dict, path: Path) -> None:
-    """One row per image and rank: CSV_COLUMNS, experts joined by '+'."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for image in result["images"]:
-            for entry in image["top"]:
-                writer.writerow([image["path"], entry["rank"], entry["species_id"],
-                                 entry["species_name"], repr(entry["probability"]),
-                                 "+".join(image["experts"])])
+    """One row per image and rank: CSV_COLUMNS, experts joined by '+'. Through the write
+    protocol: a run killed while writing leaves the old file or none, never half a table."""
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(CSV_COLUMNS)
+    for image in result["images"]:
+        for entry in image["top"]:
+            writer.writerow([image["path"], entry["rank"], entry["species_id"],
+                             entry["species_name"], repr(entry["probability"]),
+                             "+".join(image["experts"])])
+    write_text(path, handle.getvalue())

@@ -136,6 +136,40 @@ def test_csv_rows_and_json_shape(trained, tmp_path):
     assert rows[2][1] == "2"
 
 
+def test_a_kill_while_writing_the_csv_leaves_the_old_file_or_the_new_one(trained, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    art, data = trained
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    args = [sys.executable, "-m", "plantkit.commands.main", "--artifacts", str(art), "classify",
+            str(data / "images" / "test" / "0"), "--with", "average", "--csv", str(target),
+            "--quiet", "--workers", "0", "--json"]
+    # A first run logs the write protocol's steps; then SIGKILL at each step of the CSV's.
+    log = tmp_path / "steps.log"
+    run = subprocess.run(args, env={**os.environ, "PLANTKIT_FAULT_LOG": str(log)},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    new = target.read_text()
+    assert new.startswith("path,rank,") and new.count("\n") == 1 + 3 * 12  # top 3 of 3
+    steps = [int(line.split("\t")[0]) for line in log.read_text().splitlines()
+             if "out.csv" in line]
+    log.unlink()
+    assert len(steps) >= 2
+    for step in steps:
+        target.write_text("old\n")
+        env = {**os.environ, "PLANTKIT_FAULT_AT": str(step)}
+        run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == -9, run.stderr
+        assert target.read_text() in ("old\n", new), step
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and target.read_text() == new
+    # The finished write removed what the killed ones left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
 def test_unreadable_image_is_skipped_with_a_warning(trained, tmp_path):
     art, data = trained
     folder = tmp_path / "photos"
