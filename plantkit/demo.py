@@ -20,7 +20,9 @@ from plantkit.errors import PlantkitInputError
 STATE_FILE = "demo_state.json"
 # The pages and the report document the demo writes under ARTIFACTS/reports/.
 EDA_PAGE, REPORT_PAGE, REPORT_JSON = "eda.html", "report.html", "report.json"
-STAGES = ("data", "analysis", "experts", "combinations", "report")
+CLASSIFY_JSON = "classify.json"  # what the last stage printed
+STAGES = ("data", "analysis", "experts", "combinations", "report", "classify")
+CLASSIFY_IMAGES = 4  # test photos the last stage classifies with the best combination
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def run_demo(
         "experts": lambda: _experts(out, plan, quiet),
         "combinations": lambda: _combinations(out, plan, console, quiet),
         "report": lambda: _report(out, console, quiet),
+        "classify": lambda: _classify(out, console, quiet),
     }
     ran = {}
     for stage in STAGES:
@@ -225,6 +228,38 @@ def _report(out: Path, console, quiet: bool) -> None:
     write_report_html(reports_dir(out) / REPORT_PAGE, report)
     if console is not None and not quiet:
         print_report(report, console)
+
+
+def _classify(out: Path, console, quiet: bool) -> None:
+    """A few test photos through the best combination that runs on new images (by test
+    top-1; routers cannot yet), as `plantkit classify` shows them."""
+    from plantkit.classify import classify_images, find_images, resolve_model
+    from plantkit.data.layout import open_dataset
+    from plantkit.report.classify_tables import print_classification
+
+    report = json.loads((reports_dir(out) / REPORT_JSON).read_text(encoding="utf-8"))
+    combinations = sorted(
+        (m for m in report["models"] if m["kind"] != "expert"
+         and (m["results"].get("test") or {}).get("top1") is not None),
+        key=lambda m: -m["results"]["test"]["top1"])
+    model = None
+    for candidate in combinations:  # the best one that runs on new images
+        try:
+            model = resolve_model(out, candidate["name"])
+            break
+        except PlantkitInputError:  # a router: not runnable on new images yet
+            continue
+    if model is None:
+        return
+    dataset = open_dataset(dataset_root(out))
+    test = dataset.splits["test"]
+    step = max(1, len(test) // CLASSIFY_IMAGES)  # spread over the species (rows by class)
+    photos = find_images([dataset.images_dir / test.paths[i]
+                          for i in range(0, len(test), step)][:CLASSIFY_IMAGES])
+    result = classify_images(model, photos, top=3)
+    write_text(reports_dir(out) / CLASSIFY_JSON, json.dumps(result, default=str))
+    if console is not None and not quiet:
+        print_classification(result, console)
 
 
 def verdicts(out: Path) -> list[str]:
