@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from plantkit.combine import mixers as mx
 from plantkit.combine import route
 from plantkit.combine.fit import ADJUST, CallPlan, Fitted, required_fit
 from plantkit.combine.inputs import ExpertSet
 from plantkit.combine.logit_adjust import TAU_GRID, log_prior
-from plantkit.combine.mixers import (
-    CALIBRATED,
-    RAW,
-    CascadeMixture,
-    ExpertOutput,
-    LogitAdjusted,
-    LogitMean,
-    Mixer,
-    ProbMixture,
-)
 from plantkit.combine.refs import ExpertRef, MethodRef, Ref
 
 
-def build_mixers(experts: ExpertSet, plan: CallPlan, fitted: Fitted) -> list[Mixer]:
+def build_mixers(experts: ExpertSet, plan: CallPlan, fitted: Fitted) -> list[mx.Mixer]:
     """The requested methods' mixers in the plan's order, logit adjustment (and its unsaved
     base, if any) last."""
     mixers = [_method_mixer(method, plan.ref(method), experts, plan, fitted)
@@ -30,40 +21,41 @@ def build_mixers(experts: ExpertSet, plan: CallPlan, fitted: Fitted) -> list[Mix
     base = plan.adjust_base
     if base is not None:
         if isinstance(base, ExpertRef):
-            mixers.append(ExpertOutput(base, base.index))
+            mixers.append(mx.ExpertOutput(base, base.index))
         elif not base.saved:
             mixers.append(_average(base, experts, plan))
         options = plan.options
-        mixers.append(LogitAdjusted(
+        mixers.append(mx.LogitAdjusted(
             plan.ref(ADJUST), base, log_prior(experts.train_counts), options.tau,
             options.target, TAU_GRID, experts.labels, experts.num_classes))
     return mixers
 
 
 def _method_mixer(method: str, ref: MethodRef, experts: ExpertSet, plan: CallPlan,
-                  fitted: Fitted) -> Mixer:
+                  fitted: Fitted) -> mx.Mixer:
     n_classes, options = experts.num_classes, plan.options
     if method == "average":
         return _average(ref, experts, plan)
     if method == "weighted":
-        kind = CALIBRATED if options.weight_by == "fit" else RAW
-        return ProbMixture(ref, fitted.weighted_weights, kind, n_classes)
+        kind = mx.CALIBRATED if options.weight_by == "fit" else mx.RAW
+        return mx.ProbMixture(ref, fitted.weighted_weights, kind, n_classes)
     if method == "greedy":
-        return ProbMixture(ref, required_fit(fitted.greedy, method).weights, CALIBRATED, n_classes)
+        weights = required_fit(fitted.greedy, method).weights
+        return mx.ProbMixture(ref, weights, mx.CALIBRATED, n_classes)
     if method == "temperature":
-        return ProbMixture(ref, _uniform(experts), CALIBRATED, n_classes)
+        return mx.ProbMixture(ref, _uniform(experts), mx.CALIBRATED, n_classes)
     if method == "cascade":
         cascade = required_fit(fitted.cascade, method)
-        return CascadeMixture(ref, plan.order, cascade.fit.thresholds, n_classes)
+        return mx.CascadeMixture(ref, plan.order, cascade.fit.thresholds, n_classes)
     if method == "router":
         return route.mixer(ref, required_fit(fitted.route, method), experts)
     raise ValueError(f"unknown method {method!r}")
 
 
-def _average(ref: Ref, experts: ExpertSet, plan: CallPlan) -> Mixer:
+def _average(ref: Ref, experts: ExpertSet, plan: CallPlan) -> mx.Mixer:
     if plan.options.space == "logits":
-        return LogitMean(ref, experts.size, experts.num_classes)
-    return ProbMixture(ref, _uniform(experts), RAW, experts.num_classes)
+        return mx.LogitMean(ref, experts.size, experts.num_classes)
+    return mx.ProbMixture(ref, _uniform(experts), mx.RAW, experts.num_classes)
 
 
 def _uniform(experts: ExpertSet) -> np.ndarray:
