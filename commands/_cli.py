@@ -7,13 +7,14 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from plantkit.artifacts import artifacts_root
+from plantkit.choices import MAX_DEFAULT_WORKERS
 from plantkit.errors import PlantkitInputError
 
 # Markup off: paths, names and messages are printed literally (`run[v2]/ds` stays as it is);
@@ -59,6 +60,28 @@ class Panel:
     METRICS = "Metrics"
     OUTPUT = "Output"
     HARDWARE = "Hardware"
+
+
+# Options that several commands take with one meaning, declared once (defaults stay with
+# each command: `workers: WorkersOption = None`).
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Image-loading processes \\[default: one per core, at most "
+        f"{MAX_DEFAULT_WORKERS}].",
+        rich_help_panel=Panel.HARDWARE,
+    ),
+]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.HARDWARE)
+]
+QuietFlag = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
+]
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
+]
 
 
 def value_of(option: enum.Enum | None) -> str | None:
@@ -130,7 +153,11 @@ def _json_default(value):
 
 
 __all__ = [
+    "BatchSizeOption",
+    "JsonFlag",
     "Panel",
+    "QuietFlag",
+    "WorkersOption",
     "PlantkitInputError",
     "console",
     "err_console",

@@ -8,8 +8,12 @@ from typing import Annotated
 import typer
 
 from plantkit.commands._cli import (
+    BatchSizeOption,
+    JsonFlag,
     Panel,
     PlantkitInputError,
+    QuietFlag,
+    WorkersOption,
     console,
     err_console,
     print_json,
@@ -48,17 +52,8 @@ def classify(
             rich_help_panel=Panel.OUTPUT,
         ),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.HARDWARE)
-    ] = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            help="Image-loading processes \\[default: one per core, at most 4].",
-            rich_help_panel=Panel.HARDWARE,
-        ),
-    ] = None,
+    batch_size: BatchSizeOption = 64,
+    workers: WorkersOption = None,
     amp: Annotated[
         bool,
         typer.Option(
@@ -68,12 +63,8 @@ def classify(
             rich_help_panel=Panel.HARDWARE,
         ),
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Classify photos with an expert or a combination: the top species of each.
 

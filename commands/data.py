@@ -12,6 +12,7 @@ from plantkit.artifacts import data_dir
 from plantkit.choices import Profile
 from plantkit.commands._cli import (
     Panel,
+    QuietFlag,
     console,
     err_console,
     examples,
@@ -91,9 +92,7 @@ def synth(
             rich_help_panel=Panel.OUTPUT,
         ),
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    quiet: QuietFlag = False,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -207,9 +206,7 @@ def inspect(
             "--html", help="Write an interactive HTML report.", rich_help_panel=Panel.OUTPUT
         ),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Analyse a dataset: splits, long tail, class buckets (the reference study's EDA)."""
     from plantkit.artifacts import check_output_file

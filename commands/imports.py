@@ -10,7 +10,15 @@ import typer
 from plantkit.artifacts import EXPERTS_DIR
 from plantkit.choices import LogitsDtype as Dtype
 from plantkit.choices import Normalization, Source, Split
-from plantkit.commands._cli import Panel, console, examples, print_json, settings, value_of
+from plantkit.commands._cli import (
+    JsonFlag,
+    Panel,
+    console,
+    examples,
+    print_json,
+    settings,
+    value_of,
+)
 
 app = typer.Typer(
     help="Bring released checkpoints and outside predictions into plantkit.",
@@ -124,9 +132,7 @@ def plantnet(
             rich_help_panel=Panel.OUTPUT,
         ),
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    as_json: JsonFlag = False,
     quiet: Annotated[
         bool,
         typer.Option(
@@ -293,9 +299,7 @@ def logits(
             rich_help_panel=Panel.OUTPUT,
         ),
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    as_json: JsonFlag = False,
     quiet: Annotated[
         bool,
         typer.Option(

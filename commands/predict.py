@@ -10,8 +10,12 @@ import typer
 from plantkit.choices import LogitsDtype as Dtype
 from plantkit.choices import Split
 from plantkit.commands._cli import (
+    BatchSizeOption,
+    JsonFlag,
     Panel,
     PlantkitInputError,
+    QuietFlag,
+    WorkersOption,
     console,
     err_console,
     print_json,
@@ -80,23 +84,10 @@ def predict(
             rich_help_panel=Panel.DATA,
         ),
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.HARDWARE)
-    ] = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            help="Image-loading processes \\[default: one per core, at most 4].",
-            rich_help_panel=Panel.HARDWARE,
-        ),
-    ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    batch_size: BatchSizeOption = 64,
+    workers: WorkersOption = None,
+    quiet: QuietFlag = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Predict dataset splits with an expert into ARTIFACTS/experts/NAME/predictions.h5.
 

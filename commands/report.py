@@ -10,6 +10,7 @@ import typer
 from plantkit.choices import Split
 from plantkit.commands._cli import (
     Panel,
+    QuietFlag,
     console,
     err_console,
     print_json,
@@ -150,9 +151,7 @@ def report(
             rich_help_panel=Panel.HARDWARE,
         ),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    quiet: QuietFlag = False,
 ) -> None:
     """Evaluate every expert and combination store: leaderboard, buckets, history, per species."""
     from plantkit.artifacts import check_output_file

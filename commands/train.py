@@ -9,7 +9,16 @@ import typer
 
 from plantkit.choices import LogitsDtype as Dtype
 from plantkit.choices import Loss, Sampler
-from plantkit.commands._cli import Panel, console, fail, print_json, settings, value_of
+from plantkit.commands._cli import (
+    JsonFlag,
+    Panel,
+    WorkersOption,
+    console,
+    fail,
+    print_json,
+    settings,
+    value_of,
+)
 from plantkit.errors import PlantkitInputError
 
 
@@ -180,14 +189,7 @@ def train(
             rich_help_panel=Panel.RECIPE,
         ),
     ] = 0,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            help="Image-loading processes \\[default: one per core, at most 4].",
-            rich_help_panel=Panel.HARDWARE,
-        ),
-    ] = None,
+    workers: WorkersOption = None,
     features: Annotated[
         bool,
         typer.Option(
@@ -219,9 +221,7 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel=Panel.OUTPUT)
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=Panel.OUTPUT)
-    ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Train an expert and store its val and test predictions.
 
