@@ -26,6 +26,7 @@ import numpy as np
 from plantkit.artifacts import (
     COMBINATION_FILE,
     EXPERT_FILE,
+    STORE_FILE,
     combo_dir,
     expert_dir,
     read_json,
@@ -245,7 +246,7 @@ class _Runner:
 def _species_names(model: Model) -> tuple[list[str], str]:
     """Species names in class order, as plantkit report finds them (plantkit.report.inputs
     .species_names) from the first expert's store attributes and training dataset."""
-    from plantkit.predict import training_record
+    from plantkit.artifacts import read_train_config
     from plantkit.report.inputs import species_names
     from plantkit.store import open_store
 
@@ -254,14 +255,14 @@ def _species_names(model: Model) -> tuple[list[str], str]:
     ids = [str(c) for c in (document.get("class_ids") or
                             range(int(document["config"]["num_classes"])))]
     attrs: dict = {}
-    store = folder / "predictions.h5"
+    store = folder / STORE_FILE
     if store.is_file():
         try:
             with open_store(store) as opened:
                 attrs = dict(opened.attrs)
         except (OSError, PlantkitInputError):  # names only: a damaged store is not needed
             attrs = {}
-    return species_names(ids, attrs, _training_dataset(training_record(folder)))
+    return species_names(ids, attrs, _training_dataset(read_train_config(folder)))
 
 
 def _training_dataset(training: dict | None) -> dict | None:

@@ -20,13 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plantkit.artifacts import (
-    STORE_FILE,
-    TRAIN_CONFIG_FILE,
-    artifact_lock,
-    artifacts_root,
-    read_json,
-)
+from plantkit.artifacts import STORE_FILE, artifact_lock, artifacts_root, read_train_config
 from plantkit.errors import PlantkitInputError
 
 # The eval transform of the Pl@ntNet-300K recipe resizes to 256 and centre-crops 224.
@@ -253,7 +247,7 @@ def load_for_prediction(
 
     expert_dir = Path(expert_dir)
     document = check_expert_folder(expert_dir)
-    training = training_record(expert_dir)
+    training = read_train_config(expert_dir)
     if data is None and training is not None:
         data = training["dataset"]["root"]
     if data is None:
@@ -274,16 +268,10 @@ def recorded_resize(expert_dir: Path, document: dict) -> int | None:
     """The resize an expert's predictions were made with: the training run's
     (train_config.json), else the one `plantkit import plantnet` recorded in its origin, else
     None (predict_to_store then uses `default_resize` of the crop)."""
-    training = training_record(Path(expert_dir))
+    training = read_train_config(Path(expert_dir))
     if training is not None:
         return training["config"]["resize"]
     return (document.get("origin") or {}).get("resize")
-
-
-def training_record(expert_dir: Path) -> dict | None:
-    """The train_config.json that `plantkit train` leaves in an expert folder, if any."""
-    path = expert_dir / TRAIN_CONFIG_FILE
-    return read_json(path, "the training's options") if path.is_file() else None
 
 
 def _check_dataset_matches(name: str, document: dict, dataset) -> None:

@@ -45,6 +45,7 @@ from plantkit.artifacts.layout import (
     list_artifacts,
     read_history_rows,
     read_json,
+    read_train_config,
     reports_dir,
     store_path,
 )

@@ -151,6 +151,15 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     return document
 
 
+def read_train_config(folder: str | os.PathLike, *, required: bool = False) -> dict | None:
+    """The train_config.json `plantkit train` leaves in an expert folder: None when there is
+    none (an imported expert), unless `required` (then its absence is refused)."""
+    path = Path(folder) / TRAIN_CONFIG_FILE
+    if not required and not path.is_file():
+        return None
+    return read_json(path, "the training's options")
+
+
 def read_history_rows(path: str | os.PathLike) -> list[dict[str, str]]:
     """The rows of a history.csv as text cells ([] when there is no file)."""
     path = Path(path)

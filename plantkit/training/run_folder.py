@@ -12,7 +12,13 @@ import contextlib
 import json
 from pathlib import Path
 
-from plantkit.artifacts import CHECKPOINTS_DIR, TRAIN_CONFIG_FILE, discard, read_json, write_text
+from plantkit.artifacts import (
+    CHECKPOINTS_DIR,
+    TRAIN_CONFIG_FILE,
+    discard,
+    read_train_config,
+    write_text,
+)
 from plantkit.errors import PlantkitInputError
 from plantkit.training import config as options
 from plantkit.training import resume
@@ -44,7 +50,7 @@ def discard_if_no_epoch(run_dir: Path) -> None:
 def resumed_config(run_dir: Path, requested: TrainConfig, given: set[str] | None) -> TrainConfig:
     """The interrupted run's options, with the resumable changes of `requested`; refuses any
     other option of `given` (None: every option) that differs from the interrupted run's."""
-    previous = TrainConfig.from_dict(read_train_config(run_dir)["config"]).to_dict()
+    previous = TrainConfig.from_dict(_recorded(run_dir)["config"]).to_dict()
     requested_values = requested.to_dict()
     compared = set(requested_values) if given is None else set(given)
     for name in sorted(compared - RESUMABLE_CHANGES):
@@ -61,8 +67,11 @@ def resumed_config(run_dir: Path, requested: TrainConfig, given: set[str] | None
     return validate(TrainConfig.from_dict({**previous, **changes}))
 
 
-def read_train_config(run_dir: Path) -> dict:
-    return read_json(run_dir / TRAIN_CONFIG_FILE, "the training's options")
+def _recorded(run_dir: Path) -> dict:
+    """The interrupted or finished run's train_config.json (its absence is refused)."""
+    document = read_train_config(run_dir, required=True)
+    assert document is not None  # required: read or refused
+    return document
 
 
 def write_train_config(run_dir: Path, config: TrainConfig, dataset) -> None:
@@ -86,7 +95,7 @@ def write_train_config(run_dir: Path, config: TrainConfig, dataset) -> None:
 
 def check_same_dataset(run_dir: Path, dataset) -> None:
     """--resume: refuse a dataset other than the one the run was trained on."""
-    recorded = read_train_config(run_dir)["dataset"]
+    recorded = _recorded(run_dir)["dataset"]
     if recorded["fingerprint"] != dataset.fingerprint:
         raise PlantkitInputError(
             f"--resume: the dataset at {dataset.root} (fingerprint {dataset.fingerprint}) is "
