@@ -69,10 +69,18 @@ def classify(
     """Classify photos with an expert or a combination: the top species of each.
 
     Per image also the experts that ran on it (a cascade runs its later experts only on the
-    images still unsure); at the end the measured cost next to the one `plantkit combine`
-    expected."""
+    images still unsure, a top-k router only the experts it picks); at the end the measured
+    cost next to the one `plantkit combine` expected, also kept for `plantkit report`.
+
+    Examples:
+
+      plantkit classify photo.jpg --with resnet18
+
+      plantkit classify photos/ --with cascade --top 3 --csv species.csv
+    """
     from plantkit.choices import default_workers
     from plantkit.classify import check_csv_target, find_images, resolve_model
+    from plantkit.data.layout import IMAGE_EXTENSIONS
     from plantkit.data.loader_options import check_loader_options
 
     # Everything checked before torch is imported: a bad input is refused at once.
@@ -85,9 +93,10 @@ def classify(
     if not images:
         raise PlantkitInputError(
             f"no image found in {', '.join(map(str, paths))} (looked for "
-            ".jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff)")
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
 
     from plantkit.classify import classify_images, write_csv
+    from plantkit.measured_cost import record_measured_cost
     from plantkit.progress import progress_bar
 
     result = classify_images(
@@ -97,6 +106,11 @@ def classify(
         warn=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
     if csv_path is not None:
         write_csv(result, csv_path)
+    try:  # for `plantkit report`; classifying does not need a writable artifacts root
+        record_measured_cost(model.folder, result["cost"])
+    except OSError as exc:
+        err_console.print(f"warning: the measured cost was not recorded in {model.folder}: "
+                          f"{exc.strerror or exc}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(result)
         return

@@ -4,7 +4,9 @@ resolve_model(...) and find_images(...) check everything that can be checked wit
 (the CLI calls them before importing it); classify_images(...) loads the experts and applies
 the model batch by batch (plantkit.combine.apply): a dense combination runs all its experts
 on every image, a cascade runs its cheapest expert on every image of a batch and each later
-one only on the images still unsure. Each image's probabilities are the ones the
+one only on the images still unsure, a router runs its input expert (or, on confidence
+inputs, every expert) and then each expert only on the images it weighs (with --top-k K at
+most K per image). Each image's probabilities are the ones the
 combination's stored predictions give for it (the same preprocessing as `plantkit predict`:
 plantkit.predict.expert_transform_spec and the recorded resize).
 """
@@ -33,7 +35,6 @@ from plantkit.artifacts import (
     write_text,
 )
 from plantkit.combine.apply import (
-    ROUTER_REFUSAL,
     Runnable,
     apply_batch,
     expert_as_runnable,
@@ -54,6 +55,7 @@ class Model:
     name: str
     kind: str  # "expert" | "combination"
     method: str
+    folder: Path  # the expert's or the combination's
     runnable: Runnable
     folders: dict[int, Path]
     documents: dict[int, dict]
@@ -62,8 +64,8 @@ class Model:
 
 def resolve_model(artifacts_root: str | os.PathLike, name: str) -> Model:
     """The expert or combination `name` under the artifacts root (torch-free). Refused in
-    one line: unknown name, a router, a combination whose experts are missing or changed
-    since it was fitted (weights sha256), damaged expert files."""
+    one line: unknown name, a combination whose experts are missing or changed since it was
+    fitted (weights sha256) or whose saved files are missing, damaged expert files."""
     from plantkit.models.expert_files import check_expert_folder
 
     combo, expert = combo_dir(artifacts_root, name), expert_dir(artifacts_root, name)
@@ -77,7 +79,8 @@ def resolve_model(artifacts_root: str | os.PathLike, name: str) -> Model:
         gflops = (document.get("info") or {}).get("gflops")
         runnable = expert_as_runnable(name, document.get("weights_sha256"), gflops,
                                       int(document["config"]["num_classes"]))
-        return Model(name, "expert", "expert", runnable, {0: expert}, {0: document}, gflops)
+        return Model(name, "expert", "expert", expert, runnable, {0: expert}, {0: document},
+                     gflops)
     if not is_combo and expert.is_dir():
         raise PlantkitInputError(
             f"expert {name} has no weights ({expert} holds no {EXPERT_FILE}: its logits were "
@@ -88,8 +91,6 @@ def resolve_model(artifacts_root: str | os.PathLike, name: str) -> Model:
             "(`plantkit train`) or combine experts (`plantkit combine`)")
     summary = read_json(combo / COMBINATION_FILE, "the combination's document")
     method = str(summary.get("method"))
-    if method == "router":
-        raise PlantkitInputError(ROUTER_REFUSAL)
     runnable = read_runnable(combo, name)
     folders, documents = {}, {}
     for m in runnable.runs:
@@ -105,7 +106,7 @@ def resolve_model(artifacts_root: str | os.PathLike, name: str) -> Model:
                 f"expert {entry['name']} changed since combination {name} was fitted (its "
                 "weights sha256 differs): refit with `plantkit combine`")
         folders[m], documents[m] = folder, document
-    return Model(name, "combination", method, runnable, folders, documents,
+    return Model(name, "combination", method, combo, runnable, folders, documents,
                  summary.get("expected_gflops"))
 
 
@@ -191,24 +192,16 @@ class _Runner:
             if spec not in self.specs:
                 self.specs.append(spec)
             self.experts[m], self.spec_of[m] = expert, self.specs.index(spec)
+        _ = self.runnable.fold_routers  # a router's gates: loaded (or refused) before any image
         self.images_run = {m: 0 for m in model.folders}
 
     def run(self, batch, images: Sequence[str], names: Sequence[str], top: int) -> list[dict]:
-        import torch
-
         from plantkit.metrics import softmax
 
         n = len(batch.good)
-        ran = {m: np.zeros(n, dtype=bool) for m in self.experts}
-
-        def logits_of(m: int, rows: np.ndarray) -> np.ndarray:
-            inputs = batch.inputs[self.spec_of[m]][torch.as_tensor(rows)]
-            logits, _ = self.experts[m].predict_batch(inputs)
-            ran[m][rows] = True
-            self.images_run[m] += len(rows)
-            return np.array(logits.float().cpu().numpy(), dtype=np.float32)
-
-        probs = softmax(apply_batch(self.runnable, logits_of, n))
+        runs = _BatchRuns(self, batch, n)
+        probs = softmax(apply_batch(self.runnable, runs, n))
+        ran = runs.ran
         class_ids = self._class_ids()
         expert_names = self.runnable.names
         out = []
@@ -241,6 +234,36 @@ class _Runner:
                 "measured_gflops_per_image": measured,
                 "expected_gflops_per_image": expected,
                 "expert_images": {names[m]: n for m, n in sorted(self.images_run.items())}}
+
+
+class _BatchRuns:
+    """The experts of a _Runner on one batch (plantkit.combine.apply.ExpertRuns), counting
+    which images each ran on."""
+
+    def __init__(self, runner: _Runner, batch, n: int):
+        self.runner, self.batch = runner, batch
+        self.ran = {m: np.zeros(n, dtype=bool) for m in runner.experts}
+
+    def logits(self, m: int, rows: np.ndarray) -> np.ndarray:
+        return self._forward(m, rows, features=False)[0]
+
+    def logits_and_features(self, m: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, features = self._forward(m, rows, features=True)
+        if features is None:
+            raise RuntimeError(f"expert {m} gave no features")
+        return logits, features
+
+    def _forward(self, m: int, rows: np.ndarray, features: bool):
+        import torch
+
+        runner = self.runner
+        inputs = self.batch.inputs[runner.spec_of[m]][torch.as_tensor(rows)]
+        logits, feats = runner.experts[m].predict_batch(inputs, features=features)
+        self.ran[m][rows] = True
+        runner.images_run[m] += len(rows)
+        return (np.array(logits.float().cpu().numpy(), dtype=np.float32),
+                None if feats is None else np.array(feats.float().cpu().numpy(),
+                                                     dtype=np.float32))
 
 
 def _species_names(model: Model) -> tuple[list[str], str]:

@@ -231,8 +231,8 @@ def _report(out: Path, console, quiet: bool) -> None:
 
 
 def _classify(out: Path, console, quiet: bool) -> None:
-    """A few test photos through the best combination that runs on new images (by test
-    top-1; routers cannot yet), as `plantkit classify` shows them."""
+    """A few test photos through the best combination (by test top-1), as `plantkit
+    classify` shows them."""
     from plantkit.classify import classify_images, find_images, resolve_model
     from plantkit.data.layout import open_dataset
     from plantkit.report.classify_tables import print_classification
@@ -242,15 +242,9 @@ def _classify(out: Path, console, quiet: bool) -> None:
         (m for m in report["models"] if m["kind"] != "expert"
          and (m["results"].get("test") or {}).get("top1") is not None),
         key=lambda m: -m["results"]["test"]["top1"])
-    model = None
-    for candidate in combinations:  # the best one that runs on new images
-        try:
-            model = resolve_model(out, candidate["name"])
-            break
-        except PlantkitInputError:  # a router: not runnable on new images yet
-            continue
-    if model is None:
+    if not combinations:
         return
+    model = resolve_model(out, combinations[0]["name"])
     dataset = open_dataset(dataset_root(out))
     test = dataset.splits["test"]
     step = max(1, len(test) // CLASSIFY_IMAGES)  # spread over the species (rows by class)

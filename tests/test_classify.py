@@ -1,6 +1,7 @@
-"""`plantkit classify`: every combination (router aside) is a runnable model whose per-image
-probabilities are the ones its stored predictions give, with the cascade's later experts run
-only on the images still unsure (the measured GFLOPs equal the expected ones on test).
+"""`plantkit classify`: every combination is a runnable model whose per-image probabilities
+are the ones its stored predictions give, with the cascade's later experts run only on the
+images still unsure and a top-k router's experts only on the images they are chosen for (the
+measured GFLOPs equal the expected ones on test).
 
 3 tiny experts of different costs (test_convnext, mobilenetv3_small_050, test_resnet; one
 epoch at 32 px) on a 3-class synthetic dataset keep the module to well under a minute.
@@ -20,7 +21,6 @@ import pytest
 from cli_helpers import cli, one_torch_thread, refused  # noqa: F401 (an autouse fixture)
 from test_fast_refusals import refusals
 
-from plantkit.combine.apply import ROUTER_REFUSAL
 from plantkit.data.synth import generate_dataset
 from plantkit.metrics import softmax
 from plantkit.store import open_store
@@ -30,12 +30,14 @@ TINY = ["--resize", "40", "--crop", "32", "--workers", "0", "--milestones", "1",
 EXPERTS = {"conv": "test_convnext", "mobile": "mobilenetv3_small_050", "small": "test_resnet"}
 METHODS = ("average", "weighted", "greedy", "temperature", "logit-adjust", "cascade",
            "alt-average", "alt-weighted", "alt-cascade", "alt-logit-adjust",
-           "on-expert-logit-adjust")
+           "on-expert-logit-adjust", "router", "top1-router", "conf-router",
+           "conf-logit-adjust")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(artifacts root, dataset root): 3 experts and every combination, router included."""
+    """(artifacts root, dataset root): 3 experts (with features, for the router) and every
+    combination."""
     base = tmp_path_factory.mktemp("classify")
     counts = pd.DataFrame({"species_name": [f"Species {i}" for i in range(3)],
                            "train": [16] * 3, "val": [20] * 3, "test": [12] * 3},
@@ -44,18 +46,22 @@ def trained(tmp_path_factory):
     art = base / "art"
     for name, arch in EXPERTS.items():
         code, _, err = cli("--artifacts", art, "train", "--data", data, "--arch", arch,
-                           "--expert", name, *TINY)
+                           "--expert", name, "--features", *TINY)
         assert code == 0, err
     code, _, err = cli("--artifacts", art, "combine", "--average", "--weighted", "--greedy",
                        "--temperature", "--logit-adjust", "auto", "--cascade", "--router",
                        "--quiet")
     assert code == 0, err
     # The other forms: logits space, accuracy weights (uncalibrated), a budget cascade, logit
-    # adjustment of a cascade and of an expert.
+    # adjustment of a cascade and of an expert, a top-1 router, a router on confidences and
+    # logit adjustment of it.
     for extra in (["--average", "--space", "logits", "--weighted", "--weight-by", "accuracy",
                    "--cascade", "--budget", "0.004", "--logit-adjust", "0.5", "--adjust-on",
                    "cascade", "--prefix", "alt"],
-                  ["--logit-adjust", "1", "--adjust-on", "small", "--prefix", "on-expert"]):
+                  ["--logit-adjust", "1", "--adjust-on", "small", "--prefix", "on-expert"],
+                  ["--router", "--top-k", "1", "--prefix", "top1"],
+                  ["--router", "--router-input", "confidences", "--logit-adjust", "0.5",
+                   "--adjust-on", "router", "--prefix", "conf"]):
         code, _, err = cli("--artifacts", art, "combine", *extra, "--quiet")
         assert code == 0, err
     return art, data
@@ -192,8 +198,6 @@ def test_refusals(trained, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no image found" in refused("--artifacts", art, "classify", empty, "--with", "average")
-    assert refused("--artifacts", art, "classify", data / "images" / "test", "--with",
-                   "router").endswith(ROUTER_REFUSAL)
 
 
 def test_a_changed_or_missing_expert_is_refused_by_name(trained, tmp_path):
@@ -220,12 +224,16 @@ def test_bad_inputs_are_refused_before_torch(trained, tmp_path):
     art, data = trained
     images = str(data / "images" / "test")
     base = ["--artifacts", str(art), "classify"]
+    gateless = tmp_path / "gateless"
+    shutil.copytree(art / "combos", gateless / "combos")
+    shutil.copytree(art / "experts", gateless / "experts")
+    (gateless / "combos" / "router" / "router-gate-1.keras").unlink()
     cases = [
         [*base, str(tmp_path / "nowhere"), "--with", "average"],
         [*base, images, "--with", "nothing-of-that-name"],
         [*base, images, "--with", "average", "--top", "0"],
         [*base, images, "--with", "average", "--csv", str(tmp_path)],
-        [*base, images, "--with", "router"],
+        ["--artifacts", str(gateless), "classify", images, "--with", "router"],
         [*base, images, "--with", "average", "--batch-size", "0"],
     ]
     results = refusals(cases)
@@ -234,4 +242,129 @@ def test_bad_inputs_are_refused_before_torch(trained, tmp_path):
         assert result["heavy"] == [], (case, result)
     lines = [r["lines"][0] for r in results]
     assert "does not exist" in lines[0] and "nothing-of-that-name" in lines[1]
-    assert "--top" in lines[2] and "--csv" in lines[3] and ROUTER_REFUSAL in lines[4]
+    assert "--top" in lines[2] and "--csv" in lines[3]
+    assert "router router lacks router-gate-1.keras" in lines[4]
+
+
+def test_top1_router_runs_one_chosen_expert_beside_its_input_expert(trained):
+    art, data = trained
+    result = classified(art, data / "images" / "test", "--with", "top1-router")
+    document = json.loads((art / "combos" / "top1-router" / "combination.json").read_text())
+    params = document["params"]
+    names = list(params["share"]["test"])
+    input_expert = params["input_expert"]
+    chosen = []
+    for image in result["images"]:
+        ran = image["experts"]
+        # The input expert always runs (its features feed the router), then only the one
+        # expert the router keeps for this image, when it is another one.
+        assert ran[0] == input_expert and len(ran) <= 2, ran
+        chosen.append(ran[-1])
+    share = [chosen.count(name) / len(chosen) for name in names]
+    np.testing.assert_allclose(share, list(params["share"]["test"].values()))
+    runs = result["cost"]["expert_images"]
+    assert runs[input_expert] == 36
+    assert sum(runs.values()) == sum(len(image["experts"]) for image in result["images"])
+    assert min(runs.values()) < 36  # not every expert ran on every image: not dense
+
+
+def test_a_copied_combination_classifies_the_same(trained, tmp_path):
+    """A combination folder and its experts, copied to another artifacts root (as to another
+    machine), give the same probabilities: nothing in them names the original root."""
+    art, data = trained
+    for name in ("top1-router", "conf-logit-adjust", "cascade"):
+        copy = tmp_path / name
+        shutil.copytree(art / "combos" / name, copy / "combos" / name)
+        shutil.copytree(art / "experts", copy / "experts")
+        here = classified(art, data / "images" / "test" / "2", "--with", name)
+        there = classified(copy, data / "images" / "test" / "2", "--with", name)
+        assert [i["top"] for i in there["images"]] == [i["top"] for i in here["images"]]
+        assert [i["experts"] for i in there["images"]] == [i["experts"] for i in here["images"]]
+
+
+def test_the_measured_cost_reaches_the_report_until_the_model_changes(trained, tmp_path):
+    art, data = trained
+    copy = tmp_path / "art"
+    shutil.copytree(art / "combos" / "top1-router", copy / "combos" / "top1-router")
+    shutil.copytree(art / "experts", copy / "experts")
+    for record in copy.rglob("measured_cost.json"):  # other tests classify with the experts
+        record.unlink()
+    result = classified(copy, data / "images" / "test", "--with", "top1-router")
+    code, out, err = cli("--artifacts", copy, "report", "--json", "--split", "test")
+    assert code == 0, err
+    report = json.loads(out)
+    rows = {r["name"]: r for r in report["splits"]["test"]["leaderboard"]}
+    measured = result["cost"]["measured_gflops_per_image"]
+    assert rows["top1-router"]["measured_gflops"] == pytest.approx(measured)
+    assert rows["top1-router"]["gflops"] == pytest.approx(measured)  # expected, on test
+    assert rows["small"]["measured_gflops"] is None  # never classified with
+    code, out, _ = cli("--artifacts", copy, "report", "--split", "test")
+    assert code == 0 and "meas." in out
+    # Refitting rewrites runnable.json: the old measurement no longer describes the model.
+    runnable = copy / "combos" / "top1-router" / "runnable.json"
+    runnable.write_text(runnable.read_text().replace('"top_k": 1', '"top_k": 2'))
+    code, out, err = cli("--artifacts", copy, "report", "--json", "--split", "test")
+    rows = {r["name"]: r for r in json.loads(out)["splits"]["test"]["leaderboard"]}
+    assert rows["top1-router"]["measured_gflops"] is None
+
+
+def test_a_model_folder_that_cannot_take_the_record_still_classifies(trained, tmp_path):
+    art, data = trained
+    copy = tmp_path / "art"
+    shutil.copytree(art / "experts", copy / "experts")
+    # A folder where the record goes: writing it fails as on a read-only or full disk (an
+    # OSError), even for root.
+    (copy / "experts" / "small" / "measured_cost.json").mkdir()
+    code, out, err = cli("--artifacts", copy, "classify", data / "images" / "test" / "0",
+                         "--with", "small", "--workers", "0", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["images"]) == 12
+    assert "warning: the measured cost was not recorded" in err
+
+
+def test_a_gate_that_would_run_code_is_refused_in_safe_mode(trained, tmp_path):
+    """runnable files are data: a router gate replaced by a Keras model with a Lambda layer
+    (arbitrary Python, deserialised only outside safe mode) is refused, not run."""
+    from plantkit.backend import keras
+
+    art, data = trained
+    copy = tmp_path / "art"
+    shutil.copytree(art / "combos" / "router", copy / "combos" / "router")
+    shutil.copytree(art / "experts", copy / "experts")
+    gate = copy / "combos" / "router" / "router-gate-0.keras"
+    original = keras.saving.load_model(gate, compile=False)
+    inputs = keras.Input(original.input_shape[1:])
+    outputs = keras.layers.Lambda(lambda x: x * 0.0)(original(inputs))
+    keras.Model(inputs, outputs).save(gate)
+    line = refused("--artifacts", copy, "classify", data / "images" / "test" / "0", "--with",
+                   "router")
+    assert "router-gate-0.keras is not a loadable Keras gate" in line
+    assert "Lambda" in line
+
+
+@pytest.mark.parametrize(("name", "edit", "says"), [
+    ("router", lambda d: d["output"].update(input_expert=99), "output.input_expert"),
+    ("router", lambda d: d["output"].pop("top_k"), "no output.top_k"),
+    ("router", lambda d: d["output"].update(top_k=True), "output.top_k is bool"),
+    ("router", lambda d: d.update(temperatures=[1.0]), "temperatures"),
+    ("router", lambda d: d.update(order=[0, 0, 1]), "order: not every expert once"),
+    ("cascade", lambda d: d["output"].update(thresholds=[0.5]), "output.thresholds"),
+    ("logit-adjust", lambda d: d["output"].update(prior="nope"), "no array 'nope'"),
+    ("average", lambda d: d["output"].update(weights=[0, 0, 0]), "not all 0"),
+    ("average", lambda d: d["output"].update(mix="magic"), "unknown node 'magic'"),
+])
+def test_a_damaged_runnable_document_is_refused_before_torch(trained, tmp_path, name, edit,
+                                                            says):
+    art, data = trained
+    copy = tmp_path / "art"
+    shutil.copytree(art / "combos" / name, copy / "combos" / name)
+    shutil.copytree(art / "experts", copy / "experts")
+    path = copy / "combos" / name / "runnable.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+    [result] = refusals([["--artifacts", str(copy), "classify", str(data / "images" / "test"),
+                          "--with", name]])
+    assert result["code"] == 2 and len(result["lines"]) == 1, result
+    assert result["heavy"] == [], result
+    assert "runnable.json is damaged" in result["lines"][0] and says in result["lines"][0]

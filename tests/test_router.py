@@ -261,3 +261,29 @@ def test_bad_inputs_raise_plantkit_input_error():
         router.expected_gflops(WEIGHTS, [1.0, math.nan, 4.0], 0)
     with pytest.raises(PlantkitInputError, match="same rows"):
         router.confidence_inputs([p[0], p[1][:-1]])
+
+
+@pytest.mark.parametrize("with_pca", [True, False])
+def test_preprocessing_arrays_transform_as_the_fitted_sklearn_objects(with_pca):
+    """The router applies its preprocessing from plain arrays (what runnable.npz keeps):
+    the same numbers as scikit-learn's own transform, through a save and load of the arrays."""
+    import io
+
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(300, 12)) * rng.uniform(0.1, 5, size=12) + rng.normal(size=12)
+    rows[:, 4] = 2.0  # a constant column: the scaler's zero variance
+    scaler = StandardScaler().fit(rows)
+    pca = PCA(n_components=5, whiten=True, random_state=0).fit(scaler.transform(rows)) \
+        if with_pca else None
+    expected = scaler.transform(rows) if pca is None else pca.transform(scaler.transform(rows))
+    buffer = io.BytesIO()
+    np.savez(buffer, **router.Preprocessing.fitted(scaler, pca).arrays())
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        loaded = router.Preprocessing.from_arrays({k: stored[k] for k in stored.files})
+    got = loaded(rows.astype(np.float32))
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

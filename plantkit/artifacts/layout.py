@@ -41,6 +41,10 @@ COMBINATION_FILE = "combination.json"
 # ... and the combination as a model for `plantkit classify` (plantkit.combine.apply).
 RUNNABLE_FILE = "runnable.json"
 RUNNABLE_ARRAYS_FILE = "runnable.npz"
+# ... a router's gate per fold (Keras native format, loaded with safe_mode=True).
+ROUTER_GATE_FILE = "router-gate-{fold}.keras"
+# An expert or combination folder: the cost `plantkit classify` last measured with it.
+MEASURED_COST_FILE = "measured_cost.json"
 
 # A generated dataset folder (data/<name>/) carries this beside images/.
 SYNTH_FILE = "synth.json"

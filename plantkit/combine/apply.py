@@ -16,18 +16,28 @@ A node of runnable.json's `output` tree:
   {"mix": "cascade", "order": [m ...], "thresholds": [t | null (never stops)]}
   {"mix": "logit-adjust", "tau": t, "prior": "log_prior" (an array of runnable.npz),
    "base": node}
+  {"mix": "router", "experts": [m ...], "input": "features"|"confidences",
+   "input_expert": m | null, "input_dtype": "float16"|"float32", "top_k": k | null,
+   "folds": n}                                     gates and preprocessing: router_files
 m indexes the document's `experts`; temperatures are per expert (1: uncalibrated).
+
+A router is applied as the stream mixes it (mixers.RouterMixture): its inputs (the input
+expert's features, rounded to the dtype the store kept them in; or every expert's confidence
+columns), the mean of the fold gates' weights with top-k applied, then per expert only the
+images it has a nonzero weight for.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +48,8 @@ from plantkit.artifacts import (
     write_bytes,
     write_text,
 )
+from plantkit.choices import RouterInput
+from plantkit.combine import router_files
 from plantkit.combine.logit_adjust import adjust
 from plantkit.combine.mixers import (
     CALIBRATED,
@@ -54,19 +66,36 @@ from plantkit.combine.mixers import (
 )
 from plantkit.combine.probs import log_mixture, shift_rows
 from plantkit.combine.refs import ExpertRef, Ref
+from plantkit.combine.runnable_checks import check_runnable
 from plantkit.errors import PlantkitInputError
 
 RUNNABLE_FORMAT = "plantkit-runnable-combination"
 RUNNABLE_VERSION = 1
-ROUTER_REFUSAL = "router combinations cannot be applied to new images yet (issue 12)"
+ROUTER_FEATURES = RouterInput.features.value
 
-# logits_of(m, rows) -> float32 len(rows) x C logits of expert m on those rows of the batch
-# (a fresh array: it is shifted in place).
-LogitsOf = Callable[[int, np.ndarray], np.ndarray]
+
+class ExpertRuns(Protocol):
+    """What applying a combination asks of the loaded experts for one batch of images."""
+
+    def logits(self, m: int, rows: np.ndarray) -> np.ndarray:
+        """float32 len(rows) x C logits of expert m on those rows (a fresh array)."""
+
+    def logits_and_features(self, m: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The logits and penultimate features (float32) of one forward pass."""
 
 
 class NotRunnable(Exception):
     """A combination that cannot be saved as a runnable model (the reason is the message)."""
+
+
+@dataclass(frozen=True)
+class RunnableForm:
+    """What `combine` saves beside a combination: runnable.json, runnable.npz and, for a
+    router, its fold gates (file name -> keras.Model)."""
+
+    document: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    gates: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- saving
@@ -75,11 +104,12 @@ class NotRunnable(Exception):
 def runnable_form(mixer: Mixer, mixers: Mapping[Ref, Mixer], *, method: str,
                   names: Sequence[str], experts_sha256: Sequence[str | None],
                   gflops: Sequence[float | None], temperatures, order: Sequence[int],
-                  num_classes: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """(runnable.json document, runnable.npz arrays) of the combination `mixer` writes;
-    NotRunnable for a router, or when an expert it runs has no weights (imported logits)."""
-    arrays: dict[str, np.ndarray] = {}
-    output = _node(mixer, mixers, arrays)
+                  num_classes: int, route=None) -> RunnableForm:
+    """The runnable form of the combination `mixer` writes (`route`: the call's
+    plantkit.combine.route.RouteFit, for a router); NotRunnable when an expert it runs has
+    no weights (imported logits)."""
+    form = RunnableForm({})
+    output = _node(mixer, mixers, form, route)
     runs = sorted(_runs(output))
     for m in runs:
         if experts_sha256[m] is None:
@@ -94,12 +124,13 @@ def runnable_form(mixer: Mixer, mixers: Mapping[Ref, Mixer], *, method: str,
         "order": [int(m) for m in order],  # the stream's read order: the same sums
         "output": output,
     }
-    return document, arrays
+    form.document.update(document)
+    return form
 
 
-def _node(mixer: Mixer, mixers: Mapping[Ref, Mixer], arrays: dict[str, np.ndarray]) -> dict:
+def _node(mixer: Mixer, mixers: Mapping[Ref, Mixer], form: RunnableForm, route) -> dict:
     if isinstance(mixer, RouterMixture):
-        raise NotRunnable(ROUTER_REFUSAL)
+        return _router_node(mixer, form, route)
     if isinstance(mixer, ProbMixture):
         return {"mix": "probs", "kind": mixer.kind,
                 "weights": [float(w) for w in mixer.weights]}
@@ -113,10 +144,26 @@ def _node(mixer: Mixer, mixers: Mapping[Ref, Mixer], arrays: dict[str, np.ndarra
     if isinstance(mixer, LogitAdjusted):
         if mixer.base is None or mixer.tau is None:
             raise RuntimeError(f"{mixer.name}: logit adjustment without its base or tau")
-        arrays["log_prior"] = np.asarray(mixer.prior, dtype=np.float32)
+        form.arrays["log_prior"] = np.asarray(mixer.prior, dtype=np.float32)
         return {"mix": "logit-adjust", "tau": float(mixer.tau), "prior": "log_prior",
-                "base": _node(mixers[mixer.base], mixers, arrays)}
+                "base": _node(mixers[mixer.base], mixers, form, route)}
     raise NotRunnable(f"a {type(mixer).__name__} has no runnable form")
+
+
+def _router_node(mixer: RouterMixture, form: RunnableForm, route) -> dict:
+    from plantkit.store.schema import FEATURES_DTYPE
+
+    if route is None:
+        raise RuntimeError("a router mixer without its fitted router")
+    fold_routers = route.fit.fold_routers
+    form.arrays.update(router_files.router_arrays(fold_routers))
+    form.gates.update(router_files.gate_files(fold_routers))
+    features = route.input_kind == ROUTER_FEATURES
+    return {"mix": "router", "experts": sorted(mixer.experts), "input": route.input_kind,
+            "input_expert": None if route.input_expert is None else int(route.input_expert),
+            # The stream fed the gates the stored features, which the store rounds.
+            "input_dtype": FEATURES_DTYPE if features else "float32",
+            "top_k": route.fit.top_k, "folds": len(fold_routers)}
 
 
 def _runs(node: dict) -> set[int]:
@@ -132,6 +179,8 @@ def _runs(node: dict) -> set[int]:
         return set(node["order"])
     if mix == "logit-adjust":
         return _runs(node["base"])
+    if mix == "router":
+        return set(node["experts"])
     raise PlantkitInputError(f"unknown combination node {mix!r} in {RUNNABLE_FILE}")
 
 
@@ -147,20 +196,22 @@ def weights_sha256_beside(store_path) -> str | None:
     return str(sha) if sha else None
 
 
-def write_runnable(folder: Path, document: dict, arrays: Mapping[str, np.ndarray]) -> None:
-    """Both files through the artifacts' write protocol (the folder is the combination's
-    temporary one, switched into place with the store)."""
-    write_text(folder / RUNNABLE_FILE, json.dumps(document, indent=2, allow_nan=False) + "\n")
+def write_runnable(folder: Path, form: RunnableForm) -> None:
+    """The files of `form` into the combination's temporary folder (switched into place with
+    the store), the JSON and the arrays through the artifacts' write protocol."""
+    router_files.save_gates(folder, form.gates)
     buffer = io.BytesIO()
     savez: Any = np.savez  # numpy's stubs type **arrays as its own keywords
-    savez(buffer, **dict(arrays))
+    savez(buffer, **form.arrays)
     write_bytes(folder / RUNNABLE_ARRAYS_FILE, buffer.getvalue())
+    write_text(folder / RUNNABLE_FILE,
+               json.dumps(form.document, indent=2, allow_nan=False) + "\n")
 
 
-def not_runnable_document(method: str, reason: str) -> dict:
+def not_runnable_form(method: str, reason: str) -> RunnableForm:
     """runnable.json of a combination classify must refuse, saying why."""
-    return {"format": RUNNABLE_FORMAT, "version": RUNNABLE_VERSION, "method": method,
-            "runnable": False, "reason": reason}
+    return RunnableForm({"format": RUNNABLE_FORMAT, "version": RUNNABLE_VERSION,
+                         "method": method, "runnable": False, "reason": reason})
 
 
 # ---------------------------------------------------------------------------- applying
@@ -169,10 +220,20 @@ def not_runnable_document(method: str, reason: str) -> dict:
 @dataclass(frozen=True)
 class Runnable:
     """A combination ready to apply: its experts (names, sha256, GFLOPs), who may run,
-    temperatures, read order, output tree and arrays."""
+    temperatures, read order, output tree and arrays; `folder` holds a router's gates."""
 
     document: dict
     arrays: Mapping[str, np.ndarray]
+    folder: Path | None = None
+
+    @functools.cached_property
+    def fold_routers(self) -> tuple:
+        """A router's fold routers, loaded on first use (imports keras)."""
+        node = _router_of(self.document["output"])
+        if node is None or self.folder is None:
+            return ()
+        return router_files.load_fold_routers(self.folder, int(node["folds"]), self.arrays,
+                                              len(node["experts"]))
 
     @property
     def names(self) -> list[str]:
@@ -213,39 +274,59 @@ def read_runnable(folder: Path, name: str) -> Runnable:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PlantkitInputError(f"{path} is not readable JSON: {exc}") from exc
-    if document.get("format") != RUNNABLE_FORMAT or document.get("version") != RUNNABLE_VERSION:
+    if not isinstance(document, dict) or document.get("format") != RUNNABLE_FORMAT or \
+            document.get("version") != RUNNABLE_VERSION:
         raise PlantkitInputError(f"{path} is not a {RUNNABLE_FORMAT} version {RUNNABLE_VERSION}")
     if document.get("runnable") is False:
-        reason = document.get("reason", "")
-        raise PlantkitInputError(reason if reason == ROUTER_REFUSAL else
-                                 f"combination {name} cannot be applied to images: {reason}")
+        raise PlantkitInputError(f"combination {name} cannot be applied to images: "
+                                 f"{document.get('reason', '')}")
     arrays: dict[str, np.ndarray] = {}
     npz = folder / RUNNABLE_ARRAYS_FILE
-    if npz.is_file():
-        with np.load(npz, allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-    return Runnable(document, arrays)
+    try:
+        if npz.is_file():
+            with np.load(npz, allow_pickle=False) as stored:
+                arrays = {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise PlantkitInputError(f"{npz} is not a readable npz file: {exc}") from exc
+    check_runnable(document, arrays, str(path))
+    router = _router_of(document["output"])
+    if router is not None:
+        missing = router_files.missing_gates(folder, int(router["folds"]))
+        if missing:
+            raise PlantkitInputError(
+                f"router {name} lacks {', '.join(missing)} in {folder}: rerun "
+                "`plantkit combine --router`")
+    return Runnable(document, arrays, folder)
 
 
-def apply_batch(runnable: Runnable, logits_of: LogitsOf, n_rows: int) -> np.ndarray:
+def _router_of(node: dict) -> dict | None:
+    """The router node of an output tree (a router or logit adjustment of one), or None."""
+    while node.get("mix") == "logit-adjust":
+        node = node["base"]
+    return node if node.get("mix") == "router" else None
+
+
+def apply_batch(runnable: Runnable, run: ExpertRuns, n_rows: int) -> np.ndarray:
     """The combination's log-probabilities (n_rows x C float32) for one batch; experts are
     asked for only the rows they must run on."""
-    return _apply(runnable.document["output"], runnable, logits_of, n_rows)
+    return _apply(runnable.document["output"], runnable, run, n_rows)
 
 
-def _apply(node: dict, runnable: Runnable, logits_of: LogitsOf, n_rows: int) -> np.ndarray:
+def _apply(node: dict, runnable: Runnable, run: ExpertRuns, n_rows: int) -> np.ndarray:
     mix = node["mix"]
     if mix == "logit-adjust":
-        base = _apply(node["base"], runnable, logits_of, n_rows)
+        base = _apply(node["base"], runnable, run, n_rows)
         return adjust(base, runnable.arrays[node["prior"]], float(node["tau"]))
     if mix == "cascade":
-        return _cascade(node, runnable, logits_of, n_rows)
+        return _cascade(node, runnable, run, n_rows)
+    if mix == "router":
+        return _router(node, runnable, run, n_rows)
     mixer = _dense_mixer(node, runnable.num_classes)
     mixer.begin("images", n_rows)
     every = np.arange(n_rows)
     for m in runnable.document["order"]:
         if m in mixer.experts:
-            mixer.add(_chunk(m, logits_of(m, every), mixer.needs, runnable.temperatures[m]))
+            mixer.add(_chunk(m, run.logits(m, every), mixer.needs, runnable.temperatures[m]))
     output = mixer.finish(slice(0, n_rows))
     if output is None:  # only logit adjustment defers, and it is not built here
         raise RuntimeError(f"the {mix} mixer gave no output")
@@ -273,7 +354,7 @@ def _chunk(m: int, logits: np.ndarray, kinds, temperature: float):
     return shifted_chunk(m, rows, logits, np.zeros(len(logits), np.int32), kinds, temperature)
 
 
-def _cascade(node: dict, runnable: Runnable, logits_of: LogitsOf, n_rows: int) -> np.ndarray:
+def _cascade(node: dict, runnable: Runnable, run: ExpertRuns, n_rows: int) -> np.ndarray:
     """The cascade, stage by stage on the rows still open: the mixer's rule, row by row."""
     order = list(node["order"])
     thresholds = np.array([math.inf if t is None else t for t in node["thresholds"]],
@@ -284,10 +365,43 @@ def _cascade(node: dict, runnable: Runnable, logits_of: LogitsOf, n_rows: int) -
     for stage, m in enumerate(order):
         if not len(open_rows):
             break
-        chunk = _chunk(m, logits_of(m, open_rows), {CALIBRATED}, runnable.temperatures[m])
+        chunk = _chunk(m, run.logits(m, open_rows), {CALIBRATED}, runnable.temperatures[m])
         total[open_rows] += chunk.probs(CALIBRATED)
         running = total[open_rows]
         newly = stops_here(running, stage, thresholds[stage], stage == len(order) - 1)
         out[open_rows[newly]] = stage_average(running[newly], stage)
         open_rows = open_rows[~newly]
     return log_mixture(out)
+
+
+def _router(node: dict, runnable: Runnable, run: ExpertRuns, n_rows: int) -> np.ndarray:
+    """The router: its inputs, the fold gates' mean weights (top-k applied), then each
+    expert only on the images it weighs; summed in the stream's order, as the mixer does."""
+    from plantkit.combine.router import confidence_inputs, mean_fold_weights
+
+    temperatures, every = runnable.temperatures, np.arange(n_rows)
+    probs: dict[int, np.ndarray] = {}  # calibrated, of every image, for the experts run so
+
+    def calibrated(m: int, logits: np.ndarray) -> np.ndarray:
+        return _chunk(m, logits, {CALIBRATED}, temperatures[m]).probs(CALIBRATED)
+
+    if node["input"] == ROUTER_FEATURES:
+        m = int(node["input_expert"])
+        logits, features = run.logits_and_features(m, every)
+        probs[m] = calibrated(m, logits)
+        inputs = features.astype(node["input_dtype"]).astype(np.float32)
+    else:
+        for m in runnable.document["order"]:
+            probs[m] = calibrated(m, run.logits(m, every))
+        inputs = confidence_inputs([probs[m] for m in node["experts"]])
+    weights = mean_fold_weights(runnable.fold_routers, node["top_k"], inputs)
+    total = np.zeros((n_rows, runnable.num_classes), dtype=np.float32)
+    for m in runnable.document["order"]:
+        rows = np.flatnonzero(weights[:, m])
+        if len(rows) == n_rows:
+            total += (probs[m] if m in probs else calibrated(m, run.logits(m, every))
+                      ) * weights[:, m, None]
+        elif len(rows):
+            part = probs[m][rows] if m in probs else calibrated(m, run.logits(m, rows))
+            total[rows] += part * weights[rows, m, None]
+    return log_mixture(total)

@@ -198,9 +198,9 @@ def document(experts: ExpertSet, result: dict) -> dict:
     })
 
 
-def runnable(outcome: Outcome, result: dict) -> tuple[dict, dict[str, np.ndarray]]:
+def runnable(outcome: Outcome, result: dict) -> apply.RunnableForm:
     """A combination's runnable form (plantkit.combine.apply), or the document saying why
-    it has none (a router; an expert without weights)."""
+    it has none (an expert without weights: imported logits)."""
     experts, plan = outcome.experts, outcome.plan
     mixer = outcome.mixers[plan.ref(result["method"])]
     try:
@@ -208,6 +208,6 @@ def runnable(outcome: Outcome, result: dict) -> tuple[dict, dict[str, np.ndarray
             mixer, outcome.mixers, method=result["method"], names=experts.names,
             experts_sha256=[apply.weights_sha256_beside(s.path) for s in experts.stores],
             gflops=experts.gflops, temperatures=outcome.fitted.temperatures,
-            order=plan.order, num_classes=experts.num_classes)
+            order=plan.order, num_classes=experts.num_classes, route=outcome.fitted.route)
     except apply.NotRunnable as exc:
-        return apply.not_runnable_document(result["method"], str(exc)), {}
+        return apply.not_runnable_form(result["method"], str(exc))

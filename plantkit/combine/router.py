@@ -24,6 +24,8 @@ chunk, is plantkit.combine.mixers.RouterMixture):
     RouterFit.crossfit_val_weights          N_val x M, out-of-fold, top-k applied
     RouterFit.weights(inputs) -> N x M      mean of the fold routers, top-k applied
     RouterFit.top_k, RouterFit.params       params: JSON-ready hyperparameters and results
+    RouterFit.fold_routers                  FoldRouter: Preprocessing (plain arrays) + gate
+    mean_fold_weights(fold_routers, top_k, inputs) -> N x M   what RouterFit.weights applies
     apply_top_k(weights, k) -> N x M        keep the k largest per row, renormalised
     expert_shares(weights) -> M             fraction of images whose largest weight is m
     expected_gflops(weights, expert_gflops, input_expert=None, router_input="features")
@@ -63,27 +65,96 @@ PROB_FLOOR = 1e-30
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """A fold router's input transform as plain arrays: standardise, then (with a PCA)
+    centre, project on the kept components and whiten.
+
+    The numbers are scikit-learn's (StandardScaler, PCA(whiten=True)) fitted on the fold's
+    training rows; the transform is applied here from the arrays rather than by the sklearn
+    objects so that combine's stored predictions and `plantkit classify` (which reads the
+    arrays back from runnable.npz: no pickle) run the very same arithmetic.
+    """
+
+    mean: np.ndarray  # F: the scaler's
+    scale: np.ndarray  # F: the scaler's (zero variances already replaced by 1)
+    pca_mean: np.ndarray | None = None  # F: of the standardised rows
+    components: np.ndarray | None = None  # D x F
+    whiten: np.ndarray | None = None  # D: sqrt(explained variance), floored at eps
+
+    ARRAYS = ("mean", "scale", "pca_mean", "components", "whiten")
+
+    @classmethod
+    def fitted(cls, scaler: StandardScaler, pca: PCA | None) -> Preprocessing:
+        if pca is None:
+            return cls(scaler.mean_, scaler.scale_)
+        # As PCA.transform whitens: its explained variances' square roots, floored at eps.
+        whiten = np.sqrt(pca.explained_variance_)
+        whiten = np.maximum(whiten, np.finfo(whiten.dtype).eps)
+        return cls(scaler.mean_, scaler.scale_, pca.mean_, pca.components_, whiten)
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.mean)
+
+    @property
+    def output_dims(self) -> int:
+        return self.num_inputs if self.components is None else len(self.components)
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """N x F inputs -> N x D float32 (computed in float64)."""
+        scaled = (np.asarray(inputs, dtype=np.float64) - self.mean) / self.scale
+        if self.components is None or self.pca_mean is None or self.whiten is None:
+            return scaled.astype(np.float32)
+        return (((scaled - self.pca_mean) @ self.components.T) / self.whiten).astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The non-empty arrays by name (float64, as fitted)."""
+        return {name: np.asarray(getattr(self, name), dtype=np.float64)
+                for name in self.ARRAYS if getattr(self, name) is not None}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> Preprocessing:
+        def array(name: str) -> np.ndarray | None:
+            return np.asarray(arrays[name], dtype=np.float64) if name in arrays else None
+
+        mean, scale = array("mean"), array("scale")
+        if mean is None or scale is None:
+            raise PlantkitInputError("router preprocessing: no mean or scale array")
+        return cls(mean, scale, array("pca_mean"), array("components"), array("whiten"))
+
+
+@dataclass(frozen=True)
 class FoldRouter:
     """One fold's router: the preprocessing fitted on its training folds and its gate."""
 
-    scaler: StandardScaler
-    pca: PCA | None
+    preprocessing: Preprocessing
     model: object  # keras.Model: gate logits
 
     def weights(self, inputs: np.ndarray) -> np.ndarray:
         """Dense softmax weights, N x M float32."""
         from plantkit.combine.router_model import gate_weights
 
-        return gate_weights(self.model, self.preprocess(inputs))
-
-    def preprocess(self, inputs: np.ndarray) -> np.ndarray:
-        return _preprocess(self.scaler, self.pca, inputs)
+        return gate_weights(self.model, self.preprocessing(inputs))
 
 
-def _preprocess(scaler: StandardScaler, pca: PCA | None, inputs: np.ndarray) -> np.ndarray:
-    """Standardised, then PCA-reduced and whitened when a PCA was fitted: N x D float32."""
-    scaled = scaler.transform(inputs)
-    return (scaled if pca is None else pca.transform(scaled)).astype(np.float32)
+def mean_fold_weights(fold_routers: Sequence[FoldRouter], top_k: int | None,
+                      inputs) -> np.ndarray:
+    """Weights for new rows: the mean of the fold routers' softmax weights, top-k applied.
+
+    What the stored test predictions use and what `plantkit classify` applies to new images.
+    """
+    inputs = _float_matrix(inputs, "router inputs")
+    expected = fold_routers[0].preprocessing.num_inputs
+    if inputs.shape[1] != expected:
+        raise PlantkitInputError(
+            f"router inputs have {inputs.shape[1]} columns; the router was fitted on "
+            f"{expected}: give the same kind of inputs as for val"
+        )
+    from plantkit.combine.router_model import single_threaded
+
+    with single_threaded():
+        dense = np.mean([fold.weights(inputs) for fold in fold_routers], axis=0)
+    return apply_top_k(dense, top_k) if top_k else dense.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -101,18 +172,7 @@ class RouterFit:
 
     def weights(self, inputs) -> np.ndarray:
         """Weights for new rows (test): the mean of the fold routers' weights, top-k applied."""
-        inputs = _float_matrix(inputs, "router inputs")
-        expected = self.fold_routers[0].scaler.n_features_in_
-        if inputs.shape[1] != expected:
-            raise PlantkitInputError(
-                f"router inputs have {inputs.shape[1]} columns; the router was fitted on "
-                f"{expected}: give the same kind of inputs as for val"
-            )
-        from plantkit.combine.router_model import single_threaded
-
-        with single_threaded():
-            dense = np.mean([fold.weights(inputs) for fold in self.fold_routers], axis=0)
-        return apply_top_k(dense, self.top_k) if self.top_k else dense.astype(np.float32)
+        return mean_fold_weights(self.fold_routers, self.top_k, inputs)
 
 
 def fit_router(inputs_val, true_probs_val, *, expert_gflops: Sequence[float] | None = None,
@@ -164,7 +224,7 @@ def fit_router(inputs_val, true_probs_val, *, expert_gflops: Sequence[float] | N
     dense_crossfit = crossfit
     if top_k:
         crossfit = apply_top_k(crossfit, top_k)
-    reduced_dims = fold_routers[0].pca.n_components_ if fold_routers[0].pca else inputs.shape[1]
+    reduced_dims = fold_routers[0].preprocessing.output_dims
     params = {
         "router_input": router_input, "folds": folds, "seed": seed, **train,
         "input_dims": int(reduced_dims),
@@ -173,8 +233,9 @@ def fit_router(inputs_val, true_probs_val, *, expert_gflops: Sequence[float] | N
         "crossfit_val_nll": _mixture_nll(crossfit, true_probs),
         "crossfit_val_nll_dense": _mixture_nll(dense_crossfit, true_probs),
         "average_val_nll": _mixture_nll(np.full_like(crossfit, 1.0 / num_experts), true_probs),
-        "router_gflops": folds * _router_gflops(inputs.shape[1], reduced_dims, hidden,
-                                                num_experts, pca=fold_routers[0].pca is not None),
+        "router_gflops": folds * _router_gflops(
+            inputs.shape[1], reduced_dims, hidden, num_experts,
+            pca=fold_routers[0].preprocessing.components is not None),
         "crossfit_val_gflops": (
             None if expert_gflops is None or np.isnan(np.asarray(expert_gflops, float)).any()
             else expected_gflops(crossfit, expert_gflops, input_expert, router_input)),
@@ -199,10 +260,11 @@ def _fit_fold(inputs, log_true, train_rows, seed, input_dims, train) -> tuple[Fo
                   svd_solver="randomized", iterated_power=PCA_POWER_ITERATIONS,
                   random_state=seed)
         pca.fit(scaler.transform(sample))
+    preprocessing = Preprocessing.fitted(scaler, pca)
     model, best_epoch = train_gate(
-        _preprocess(scaler, pca, inputs[fit_rows]), log_true[fit_rows],
-        _preprocess(scaler, pca, inputs[stop_rows]), log_true[stop_rows], seed=seed, **train)
-    return FoldRouter(scaler, pca, model), best_epoch
+        preprocessing(inputs[fit_rows]), log_true[fit_rows],
+        preprocessing(inputs[stop_rows]), log_true[stop_rows], seed=seed, **train)
+    return FoldRouter(preprocessing, model), best_epoch
 
 
 def _mixture_nll(weights: np.ndarray, true_probs: np.ndarray) -> float:

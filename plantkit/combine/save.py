@@ -20,7 +20,7 @@ from plantkit.artifacts import (
     replacing_dir,
     write_text,
 )
-from plantkit.combine.apply import write_runnable
+from plantkit.combine.apply import RunnableForm, write_runnable
 from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet
 from plantkit.store import StoreDraft, StoreWriter
 
@@ -38,7 +38,7 @@ class CombinationWriters:
         self.root, self.folders, self.experts = root, dict(folders), experts
         self.writers, self.split_writers = dict(writers), dict(split_writers)
         self.results: dict[str, tuple[dict, dict]] = {}
-        self.runnables: dict[str, tuple[dict, dict[str, np.ndarray]]] = {}
+        self.runnables: dict[str, RunnableForm] = {}
 
     def write(self, name: str, split: str, rows: slice, log_probs: np.ndarray) -> None:
         self.split_writers[name, split].write(
@@ -46,9 +46,10 @@ class CombinationWriters:
             self.experts.paths[split][rows])
 
     def set_result(self, name: str, attrs: Mapping, document: Mapping,
-                   runnable: tuple[dict, dict[str, np.ndarray]] | None = None) -> None:
+                   runnable: RunnableForm | None = None) -> None:
         """The store's extra attributes, the combination.json document of one output and its
-        runnable form (plantkit.combine.apply: runnable.json and runnable.npz)."""
+        runnable form (plantkit.combine.apply: runnable.json, runnable.npz, a router's
+        gates)."""
         self.results[name] = (dict(attrs), dict(document))
         if runnable is not None:
             self.runnables[name] = runnable
@@ -66,7 +67,7 @@ class CombinationWriters:
             write_text(self.folders[name] / COMBINATION_FILE,
                        json.dumps(document, indent=2, allow_nan=False) + "\n")
             if name in self.runnables:
-                write_runnable(self.folders[name], *self.runnables[name])
+                write_runnable(self.folders[name], self.runnables[name])
 
 
 @contextlib.contextmanager

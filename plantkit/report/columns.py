@@ -14,6 +14,7 @@ ACCURACY_BIN_WIDTH = 0.01  # the reference study's 1 % accuracy bins
 COLUMNS = (
     ("params", "params", "min", "count"),
     ("gflops", "GFLOPs", "min", "float"),
+    ("measured_gflops", "GFLOPs meas.", "min", "float"),
     ("top1", "top-1", "max", "pct"),
     ("top5", "top-5", "max", "pct"),
     ("macro_top1", "macro top-1", "max", "pct"),
@@ -25,6 +26,9 @@ COLUMNS = (
     ("ece", "ECE", "min", "pct"),
     ("species_above_90", "species > 90 %", "max", "count"),
 )
+# The columns read from the model entry (its store's attributes, the measured cost beside
+# it); the others from its result on the split.
+MODEL_COLUMNS = ("params", "gflops", "measured_gflops")
 BUCKET_RULES = metrics.SHOT_RULES  # thresholds: plantkit.metrics
 
 
@@ -54,5 +58,6 @@ def grouped_notes(report: dict) -> list[str]:
                                     for note, names in by_note.items()]
 
 
-__all__ = ["ACCURACY_BIN_WIDTH", "AVERAGE_K", "BUCKET_RULES", "COLUMNS", "column_k",
+__all__ = ["ACCURACY_BIN_WIDTH", "AVERAGE_K", "BUCKET_RULES", "COLUMNS", "MODEL_COLUMNS",
+           "column_k",
            "grouped_notes", "topk_keys"]

@@ -14,6 +14,7 @@ from plantkit import metrics
 from plantkit.artifacts import HISTORY_FILE
 from plantkit.choices import default_workers
 from plantkit.errors import PlantkitInputError
+from plantkit.measured_cost import read_measured_cost
 from plantkit.metrics import to_plain
 from plantkit.report.columns import ACCURACY_BIN_WIDTH, AVERAGE_K
 from plantkit.report.history import read_history
@@ -81,6 +82,7 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
             _add_shots(result, train_counts)
     gflops = _number(attrs.get("gflops"))
     history = read_history(Path(store.path).parent / HISTORY_FILE)
+    measured = read_measured_cost(Path(store.path).parent)
     return {
         "name": store.name,
         "kind": store.kind,
@@ -88,6 +90,9 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
         "architecture": attrs.get("architecture"),
         "params": _number(attrs.get("params")),
         "gflops": gflops,
+        # what `plantkit classify` last measured with this model (plantkit.measured_cost)
+        "measured_gflops": _number((measured or {}).get("measured_gflops_per_image")),
+        "measured_cost": measured,
         "splits": list(store.splits),
         # class_names would repeat the report's classes.names for every model
         "attrs": {k: v for k, v in attrs.items() if k != "class_names"},

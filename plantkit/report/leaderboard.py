@@ -23,7 +23,7 @@ import numpy as np
 from plantkit import metrics
 from plantkit.metrics import to_plain
 from plantkit.report import inputs
-from plantkit.report.columns import AVERAGE_K, COLUMNS, column_k, topk_keys
+from plantkit.report.columns import AVERAGE_K, COLUMNS, MODEL_COLUMNS, column_k, topk_keys
 from plantkit.report.evaluation import evaluate_all, set_views
 from plantkit.store import open_store
 
@@ -124,12 +124,13 @@ def _split_section(split: str, models: list[dict], class_images: np.ndarray,
     """One split of the report: its images, the leaderboard ranked by top-1, the best value
     of every column and the models without the split."""
     rows = []
-    keys = list(dict.fromkeys([c[0] for c in COLUMNS[2:]] + [f"avg{AVERAGE_K}_set_size"]
+    keys = list(dict.fromkeys([c[0] for c in COLUMNS if c[0] not in MODEL_COLUMNS]
+                              + [f"avg{AVERAGE_K}_set_size"]
                               + topk_keys(ks, avg_ks)))
     for model in models:
         result = model["results"].get(split)
         row = {"name": model["name"], "kind": model["kind"],
-               "params": model["params"], "gflops": model["gflops"]}
+               **{key: model.get(key) for key in MODEL_COLUMNS}}
         for key in keys:
             row[key] = None if result is None else result.get(key)
         row["available"] = result is not None

@@ -100,7 +100,7 @@ NARROW_HALVES = (
     (": accuracy",
      ("top1", "top5", "macro_top1", "macro_top5", f"avg{AVERAGE_K}", "species_above_90")),
     (": long tail, calibration, cost",
-     ("kind", "params", "gflops", "many", "medium", "few", "ece")),
+     ("kind", "params", "gflops", "measured_gflops", "many", "medium", "few", "ece")),
 )
 
 
@@ -126,7 +126,9 @@ def _leaderboard_caption(section: dict) -> str:
         "accuracies and ECE in %; macro = mean over the species present; "
         f"avg-{AVERAGE_K}: average-{AVERAGE_K} accuracy with val's threshold (mean set size); "
         + "; ".join(f"{k}: {v}" for k, v in BUCKET_RULES.items())
-        + "; ECE: 15 bins, lower is better; '-': input missing (see notes)"
+        + "; ECE: 15 bins, lower is better; GFLOPs per image: expected (a combination: "
+        "what `combine` expected on test), meas.: measured by the last `plantkit classify`; "
+        "'-': input missing (see notes)"
     ]
     if section["missing"]:
         parts.append("not in this split: " + ", ".join(section["missing"]))
