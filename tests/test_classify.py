@@ -198,6 +198,16 @@ def test_refusals(trained, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no image found" in refused("--artifacts", art, "classify", empty, "--with", "average")
+    # A router combined by the plantkit before routers could run says why it cannot.
+    old = tmp_path / "old"
+    shutil.copytree(art / "combos" / "router", old / "combos" / "router")
+    shutil.copytree(art / "experts", old / "experts")
+    (old / "combos" / "router" / "runnable.json").write_text(json.dumps({
+        "format": "plantkit-runnable-combination", "version": 1, "method": "router",
+        "runnable": False,
+        "reason": "router combinations cannot be applied to new images yet (issue 12)"}))
+    line = refused("--artifacts", old, "classify", data / "images" / "test", "--with", "router")
+    assert "saved by an older plantkit" in line and "plantkit combine --router" in line
 
 
 def test_a_changed_or_missing_expert_is_refused_by_name(trained, tmp_path):

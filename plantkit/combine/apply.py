@@ -72,6 +72,8 @@ from plantkit.errors import PlantkitInputError
 RUNNABLE_FORMAT = "plantkit-runnable-combination"
 RUNNABLE_VERSION = 1
 ROUTER_FEATURES = RouterInput.features.value
+# The reason plantkit wrote into a router's runnable.json before routers could run.
+LEGACY_ROUTER_REASON = "router combinations cannot be applied to new images yet (issue 12)"
 
 
 class ExpertRuns(Protocol):
@@ -278,6 +280,10 @@ def read_runnable(folder: Path, name: str) -> Runnable:
             document.get("version") != RUNNABLE_VERSION:
         raise PlantkitInputError(f"{path} is not a {RUNNABLE_FORMAT} version {RUNNABLE_VERSION}")
     if document.get("runnable") is False:
+        if document.get("reason") == LEGACY_ROUTER_REASON:
+            raise PlantkitInputError(
+                f"combination {name} is a router saved by an older plantkit, which could not "
+                "apply routers to images: rerun `plantkit combine --router`")
         raise PlantkitInputError(f"combination {name} cannot be applied to images: "
                                  f"{document.get('reason', '')}")
     arrays: dict[str, np.ndarray] = {}
