@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -9,7 +10,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from plantkit.report.columns import AVERAGE_K, BUCKET_RULES, COLUMNS, grouped_notes
+from plantkit.report.columns import AVERAGE_K, BUCKET_RULES, COLUMNS, column_k, grouped_notes
 
 DASH = "-"
 BEST_STYLE = "bold green"
@@ -36,12 +37,24 @@ def fmt(value, how: str) -> str:
     if how == "count":
         return f"{value:,}"
     if how == "params":
-        return f"{value / 1e6:.1f} M"
+        return f"{_significant(value / 1e6)} M"
     if how == "lr":
         return f"{value:.3g}"
     if how == "seconds":
         return f"{value:,.0f}"
-    return f"{value:.2f}" if how == "float" else str(value)
+    return _significant(value) if how == "float" else str(value)
+
+
+def _significant(value: float, digits: int = 3) -> str:
+    """`value` to `digits` significant digits without an exponent (0.00458, 0.03, 1.82,
+    12.3, 1,234): a fixed count of decimals shows a tiny model's cost as 0.00, which then
+    reads as free and ties with any other tiny one."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:,.{decimals}f}"
+    # trailing zeros carry no digit here (0.0300 -> 0.03), as with the "g" format
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def leaderboard_cell(row: dict, key: str, how: str) -> str:
@@ -58,6 +71,12 @@ def _styled(text: str, best: bool) -> Text:
     return Text(text, style=BEST_STYLE if best else "")
 
 
+# A name is what the reader looks a row up by: never broken over two lines, whole up to
+# this many characters, ellipsised beyond (the HTML page and --json have it whole).
+NAME_WIDTH = 24
+MIN_NAME_WIDTH = 8  # the least a name is cut to when a table must shrink to fit the terminal
+
+
 def leaderboard_table(report: dict, split: str, columns: Sequence[str] | None = None,
                       *, compact: bool = False, part: str = "", caption: bool = True) -> Table:
     """One row per expert and combination; the best value of each column in bold green.
@@ -70,20 +89,20 @@ def leaderboard_table(report: dict, split: str, columns: Sequence[str] | None = 
     table = Table(
         title=f"Leaderboard · {split} ({section['images']:,} images, "
         f"{section['species_present']:,} species){part}",
-        caption=_leaderboard_caption(section) if caption else None,
+        caption=_leaderboard_caption(report, section) if caption else None,
         caption_justify="left",
     )
-    table.add_column("name", overflow="fold")
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH)
     show_kind = columns is None or "kind" in keys
     if show_kind:
-        table.add_column("kind")
+        table.add_column("kind", no_wrap=True)
     shown = [c for c in COLUMNS if c[0] in keys]
     for key, header, *_ in shown:
         if key == f"avg{AVERAGE_K}":
             header += " (set)"
         if compact:
             header = header.replace(" ", "\n", 1)
-        table.add_column(header, justify="right", no_wrap=not compact)
+        table.add_column(header, justify="right", no_wrap=True)
     best = section["best"]
     for row in section["leaderboard"]:
         cells = [row["name"]] + ([row["kind"]] if show_kind else [])
@@ -95,25 +114,48 @@ def leaderboard_table(report: dict, split: str, columns: Sequence[str] | None = 
     return table
 
 
-# The leaderboard in two halves when one table does not fit the terminal.
+# The leaderboard in parts when one table is wider than the terminal, each part with the
+# name column: two halves, or three parts where two would still not fit (80 columns with
+# names of 20 characters). Together the parts of a layout show every column once.
 NARROW_HALVES = (
     (": accuracy",
      ("top1", "top5", "macro_top1", "macro_top5", f"avg{AVERAGE_K}", "species_above_90")),
     (": long tail, calibration, cost",
      ("kind", "params", "gflops", "measured_gflops", "many", "medium", "few", "ece")),
 )
+NARROW_THIRDS = (
+    (": accuracy", ("top1", "top5", "macro_top1", "macro_top5", f"avg{AVERAGE_K}")),
+    (": long tail, ECE", ("many", "medium", "few", "species_above_90", "ece")),
+    (": cost", ("kind", "params", "gflops", "measured_gflops")),
+)
 
 
 def leaderboard_tables(report: dict, split: str, width: int) -> list[Table]:
-    """The leaderboard as one table, or as two narrower ones when it is wider than `width`."""
-    whole = leaderboard_table(report, split)
-    if _min_width(whole) <= width:
-        return [whole]
-    return [
-        leaderboard_table(report, split, keys, compact=True, part=part,
-                          caption=i == len(NARROW_HALVES) - 1)
-        for i, (part, keys) in enumerate(NARROW_HALVES)
-    ]
+    """The leaderboard as one table when it fits `width` unsqueezed (headers on one line,
+    else on two), else in the fewest parts that fit (three when none does)."""
+    layouts = [[leaderboard_table(report, split)],
+               [leaderboard_table(report, split, compact=True)]]
+    for parts in (NARROW_HALVES, NARROW_THIRDS):
+        layouts.append([leaderboard_table(report, split, keys, compact=True, part=part,
+                                          caption=i == len(parts) - 1)
+                        for i, (part, keys) in enumerate(parts)])
+    # the natural width, not the minimum: a table drawn narrower than it wraps or cuts cells
+    fitting = next((tables for tables in layouts
+                    if all(_natural_width(t) <= width for t in tables)), None)
+    return fitting if fitting is not None else [_fit_names(t, width) for t in layouts[-1]]
+
+
+def _fit_names(table: Table, width: int) -> Table:
+    """`table` with its first (name) column narrowed, down to MIN_NAME_WIDTH, so that the
+    table fits `width`: rich would otherwise narrow every column alike and cut the numbers."""
+    excess = _natural_width(table) - width
+    name = table.columns[0]
+    if excess > 0:
+        console = Console(width=10_000)
+        natural = max(Measurement.get(console, console.options, cell).maximum
+                      for cell in [name.header, *name.cells])
+        name.max_width = max(MIN_NAME_WIDTH, min(natural, name.max_width or natural) - excess)
+    return table
 
 
 def _min_width(table: Table) -> int:
@@ -121,18 +163,55 @@ def _min_width(table: Table) -> int:
     return Measurement.get(console, console.options, table).minimum
 
 
-def _leaderboard_caption(section: dict) -> str:
+def _natural_width(table: Table) -> int:
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _leaderboard_caption(report: dict, section: dict) -> str:
     parts = [
         "accuracies and ECE in %; macro = mean over the species present; "
         f"avg-{AVERAGE_K}: average-{AVERAGE_K} accuracy with val's threshold (mean set size); "
         + "; ".join(f"{k}: {v}" for k, v in BUCKET_RULES.items())
         + "; ECE: 15 bins, lower is better; GFLOPs per image: expected (a combination: "
-        "what `combine` expected on test), meas.: measured by the last `plantkit classify`; "
-        "'-': input missing (see notes)"
+        "what `combine` expected on test), meas.: measured by the last `plantkit classify`"
     ]
+    parts += _dash_reasons(report, section)
     if section["missing"]:
-        parts.append("not in this split: " + ", ".join(section["missing"]))
+        parts.append("dimmed, all '-': not in this split: " + ", ".join(section["missing"]))
     return "\n".join(parts)
+
+
+# Why a leaderboard column shows '-' for a model that holds the split, where the reason
+# depends on the column alone; the others are worked out in `_dash_reason`.
+DASH_REASONS = {
+    "params": "no params attribute in the store",
+    "gflops": "no gflops attribute in the store (see notes)",
+    "measured_gflops": "not yet measured by `plantkit classify` (or the model changed since)",
+}
+
+
+def _dash_reasons(report: dict, section: dict) -> list[str]:
+    """One line per reason for the dashes of the models that hold the split, naming the
+    columns it explains: every '-' on the leaderboard is accounted for where it is read."""
+    by_reason: dict[str, list[str]] = {}
+    for key, header, *_ in COLUMNS:
+        if any(row[key] is None for row in section["leaderboard"] if row["available"]):
+            by_reason.setdefault(_dash_reason(report, key), []).append(header)
+    return [f"{', '.join(headers)} '-': {reason}" for reason, headers in by_reason.items()]
+
+
+def _dash_reason(report: dict, key: str) -> str:
+    k = column_k(key)
+    if k is not None and k not in report["avg_ks" if key.startswith("avg") else "ks"]:
+        return f"--k leaves {k} out (the top-k table has every k asked for)"
+    if key.startswith("avg"):
+        return "no val split to fit its threshold on (see notes)"
+    if key in BUCKET_RULES:
+        if report["train_counts"] is None:
+            return "no train counts (see notes)"
+        return "no species of this split in that bucket"
+    return DASH_REASONS.get(key, "input missing (see notes)")
 
 
 def topk_tables(report: dict, split: str) -> list[Table]:
@@ -144,9 +223,10 @@ def topk_tables(report: dict, split: str) -> list[Table]:
 
     def table(title: str, caption: str, ks, cell) -> Table:
         out = Table(title=f"{title} · {split}", caption=caption, caption_justify="left")
-        out.add_column("name", no_wrap=True)
+        out.add_column("name", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH)
         for k in ks:
-            out.add_column(cell(None, k)[0], justify="right", no_wrap=True)
+            # narrow terminals break "90.0 / 92.3" at its spaces rather than cut digits off
+            out.add_column(cell(None, k)[0], justify="right")
         for row in section["leaderboard"]:
             out.add_row(row["name"], *[cell(row, k)[1] for k in ks],
                         style=None if row["available"] else "dim")
@@ -200,7 +280,9 @@ def bucket_table(report: dict, split: str, *, by_model: bool = False) -> Table |
         caption_justify="left",
     )
     if by_model:
-        table.add_column("images per species\n(species)", overflow="fold")
+        # the header on three short lines: a narrow terminal cuts the names, not it
+        table.add_column("images\nper species\n(species)", no_wrap=True, overflow="ellipsis",
+                         max_width=NAME_WIDTH)
         for label, n in zip(bins["bins"], bins["classes"]):
             wrapped = label.replace("-", "-\n", 1)
             table.add_column(f"{wrapped}\n({n:,})", justify="right")
@@ -279,6 +361,7 @@ def print_report(report: dict, console: Console, *, per_class: dict | None = Non
         buckets: Table | None = bucket_table(report, split)
         if buckets is not None and _min_width(buckets) > console.width:
             buckets = bucket_table(report, split, by_model=True)
+            buckets = None if buckets is None else _fit_names(buckets, console.width)
         if buckets is not None:
             console.print(buckets)
     for model in report["models"]:
