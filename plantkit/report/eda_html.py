@@ -17,7 +17,7 @@ import numpy as np
 from plantkit.artifacts import write_text
 from plantkit.choices import SPLITS
 from plantkit.report.html_page import escape as _e
-from plantkit.report.html_page import figure_html, page_html
+from plantkit.report.html_page import figure_html, log_axis, page_html
 
 SAMPLE_CLASSES = 8
 SAMPLES_PER_CLASS = 3
@@ -50,10 +50,11 @@ def _counts_figure(summary: dict[str, Any]):
         [r["class_id"], r["species_name"], r["train"], r["val"], r["test"], r["total"]]
         for r in rows
     ]
+    totals = [max(r["total"], 0) for r in rows]
     fig = go.Figure(
         go.Bar(
             x=rank,
-            y=[max(r["total"], 0) for r in rows],
+            y=totals,
             customdata=custom,
             marker_color=SPLIT_COLORS["train"],
             hovertemplate=(
@@ -66,8 +67,7 @@ def _counts_figure(summary: dict[str, Any]):
     fig.update_layout(
         title="Images per class, largest first",
         xaxis_title="class rank (1 = largest)",
-        yaxis_title="images (log scale)",
-        yaxis_type="log",
+        yaxis=log_axis(totals, title="images (log scale)"),
         bargap=0,
         **_PAGE_LAYOUT,
     )

@@ -19,12 +19,26 @@ from plantkit.report.columns import (
     COLUMNS,
     grouped_notes,
 )
-from plantkit.report.html_page import FIGURE_MARGIN, FigureEmbedder, escape, page_html
+from plantkit.report.html_page import (
+    FIGURE_MARGIN,
+    FigureEmbedder,
+    escape,
+    log_axis,
+    page_html,
+)
 from plantkit.report.tables import fmt, leaderboard_cell
 
 RELIABILITY_LINES = 5  # models drawn at first in the reliability diagram
+EPOCH_TICKS = 12  # at most this many epoch ticks on the training curves
+# GFLOPs in the cost figure's hover: significant digits, since a small model costs 0.005
+# GFLOPs, which a fixed two decimals shows as 0.00. (The tables' cells: tables.fmt.)
+GFLOPS_DIGITS = 3
+GFLOPS_HOVER = f"%{{x:.{GFLOPS_DIGITS}g}}"
 KIND_SYMBOLS = {"expert": "circle", "combination": "diamond"}
 KIND_COLORS = {"expert": "#1565c0", "combination": "#c62828"}
+# A combination often costs what one of its experts does: its smaller diamond drawn on the
+# expert's circle leaves a ring of the circle in sight.
+KIND_SIZES = {"expert": 14, "combination": 9}
 EXTRA_CSS = """
 td.best { font-weight: 700; color: #2e7d32; }
 tr.missing td { color: #999; }
@@ -109,7 +123,7 @@ def accuracy_by_count_figure(report: dict):
     _dropdown(fig, [e[0] for e in entries], [1] * len(entries),
               _default_entry(entries, list(report["splits"])[-1]))
     _layout(fig, "Per-species top-1 against images per species",
-            xaxis={"type": "log", "title": "images per species (log)"},
+            xaxis=log_axis(counts[counts > 0], title="images per species (log)"),
             yaxis={"title": "top-1 accuracy (%)", "range": [-3, 103]}, showlegend=False)
     return fig
 
@@ -121,12 +135,14 @@ def count_by_accuracy_figure(report: dict):
     entries = _entries(report)
     fig = go.Figure()
     bin_labels = None
+    means: list[float] = []
     for label, model, split in entries:
         view = model["results"][split]["count_by_accuracy"]
         if bin_labels is None:
             bin_labels = [f"{100 * low:.0f}-{100 * (low + ACCURACY_BIN_WIDTH):.0f}"
                           for low in view["lower"]]
         lower = np.array(view["lower"])
+        means += [v for v in view["mean_count"] if v is not None]
         fig.add_trace(go.Bar(
             x=np.round(100 * lower, 2),
             y=np.array(view["mean_count"], dtype=float),
@@ -140,7 +156,7 @@ def count_by_accuracy_figure(report: dict):
               _default_entry(entries, list(report["splits"])[-1]))
     _layout(fig, "Mean images per species in each 1 % accuracy bin",
             xaxis={"title": "per-species top-1 accuracy bin (%)", "range": [-1, 101]},
-            yaxis={"title": "mean images per species (log)", "type": "log"},
+            yaxis=log_axis(means, title="mean images per species (log)"),
             bargap=0.05, showlegend=False)
     return fig
 
@@ -188,6 +204,17 @@ def reliability_figure(report: dict):
     return fig
 
 
+def _epoch_step(epochs: int) -> int:
+    """The smallest step of 1, 2, 5, 10, 20, ... that puts at most EPOCH_TICKS ticks on
+    `epochs` epochs: whole epochs only, never plotly's automatic 0.5 or 0.2 steps."""
+    step, factors = 1, (2, 2.5, 2)  # 1 -> 2 -> 5 -> 10 -> 20 -> 50 ...
+    i = 0
+    while epochs / step > EPOCH_TICKS:
+        step = round(step * factors[i % 3])
+        i += 1
+    return step
+
+
 def history_figure(report: dict):
     """Train and val curves per epoch (accuracy left, loss right), an expert at a time;
     None when no expert has a history.csv."""
@@ -198,7 +225,7 @@ def history_figure(report: dict):
     if not experts:
         return None
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy (%)", "loss"))
-    per_expert = []
+    per_expert, last_epoch = [], 1
     curves = (("top1", "train top-1", 1, "solid"), ("val_top1", "val top-1", 1, "dash"),
               ("val_macro_top1", "val macro top-1", 1, "dot"),
               ("loss", "train loss", 2, "solid"), ("val_loss", "val loss", 2, "dash"))
@@ -211,6 +238,7 @@ def history_figure(report: dict):
             if not points:
                 continue
             scale = 100 if col == 1 else 1
+            last_epoch = max(last_epoch, *(int(e) + 1 for e, _ in points))
             fig.add_trace(go.Scatter(
                 x=[e + 1 for e, _ in points], y=[scale * v for _, v in points],
                 mode="lines+markers", name=label, line={"dash": dash},
@@ -220,8 +248,24 @@ def history_figure(report: dict):
         per_expert.append(added)
     _dropdown(fig, [m["name"] for m in experts], per_expert, 0)
     _layout(fig, "Training curves per epoch (from history.csv)")
-    fig.update_xaxes(title_text="epoch")
+    # Epochs count from 1 (history.csv from 0); ticks on whole epochs from the first.
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=_epoch_step(last_epoch),
+                     tickformat="d")
     return fig
+
+
+def _cost_points(rows: list[dict]) -> list[tuple[float, float, str, str]]:
+    """(GFLOPs, top-1 %, names, macro top-1 text) per marker of the cost figure: rows that
+    would draw the same point (the same GFLOPs and top-1 % in the hover) share one marker
+    whose hover names them all, since plotly's hover shows one of stacked markers only."""
+    points: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        key = (f"{r['gflops']:.{GFLOPS_DIGITS}g}", f"{100 * r['top1']:.1f}")
+        points.setdefault(key, []).append(r)
+    return [(same[0]["gflops"], round(100 * same[0]["top1"], 2),
+             ", ".join(escape(r["name"]) for r in same),
+             " / ".join(fmt(r["macro_top1"], "pct") for r in same))
+            for same in points.values()]
 
 
 def cost_figure(report: dict):
@@ -230,7 +274,9 @@ def cost_figure(report: dict):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    splits, per_split = [], []
+    splits: list[str] = []
+    per_split: list[int] = []
+    gflops: list[float] = []
     for split in report["splits"]:
         added = 0
         for kind in ("expert", "combination"):
@@ -238,14 +284,19 @@ def cost_figure(report: dict):
                     if r["kind"] == kind and r["gflops"] is not None and r["top1"] is not None]
             if not rows:
                 continue
+            points = _cost_points(rows)
+            gflops.extend(p[0] for p in points)
+            # Markers only: models of about the same cost and accuracy sit on top of each
+            # other, and always-on names overprinted into blobs; the hover names them.
             fig.add_trace(go.Scatter(
-                x=[r["gflops"] for r in rows], y=[round(100 * r["top1"], 2) for r in rows],
-                text=[r["name"] for r in rows], customdata=[
-                    [fmt(r["macro_top1"], "pct")] for r in rows],
-                mode="markers+text", textposition="top center", name=f"{kind}s",
-                marker={"size": 11, "symbol": KIND_SYMBOLS[kind], "color": KIND_COLORS[kind]},
-                hovertemplate="<b>%{text}</b><br>%{x:.3g} GFLOPs per image<br>top-1 %{y:.1f} %"
-                "<br>macro top-1 %{customdata[0]} %<extra>" + kind + "</extra>",
+                x=[p[0] for p in points], y=[p[1] for p in points],
+                customdata=[[p[2], p[3]] for p in points],
+                mode="markers", name=f"{kind}s",
+                marker={"size": KIND_SIZES[kind], "symbol": KIND_SYMBOLS[kind],
+                        "color": KIND_COLORS[kind]},
+                hovertemplate=f"<b>%{{customdata[0]}}</b><br>{GFLOPS_HOVER} GFLOPs per image"
+                "<br>top-1 %{y:.1f} %<br>macro top-1 %{customdata[1]} %<extra>" + kind
+                + "</extra>",
             ))
             added += 1
         if added:
@@ -255,9 +306,20 @@ def cost_figure(report: dict):
         return None
     _dropdown(fig, splits, per_split, len(splits) - 1)
     _layout(fig, "Top-1 against cost: GFLOPs per image",
-            xaxis={"type": "log", "title": "GFLOPs per image (log)"},
+            xaxis=log_axis(gflops, title="GFLOPs per image (log)"),
             yaxis={"title": "top-1 accuracy (%)"})
     return fig
+
+
+def _shows_best(row: dict, key: str, how: str, best) -> bool:
+    """Whether the row's cell shows the column's best value: compared as shown, so that
+    values that print alike are all green or none is (0.0046 and 0.0089 GFLOPs both shown
+    as 0.00 with one of them green read as an error)."""
+    if row[key] is None or best is None:
+        return False
+    # The average-k set size in brackets is no part of the compared value.
+    bare = {**row, f"avg{AVERAGE_K}_set_size": None}
+    return leaderboard_cell(bare, key, how) == leaderboard_cell({**bare, key: best}, key, how)
 
 
 def _leaderboard_html(report: dict, split: str) -> str:
@@ -270,8 +332,7 @@ def _leaderboard_html(report: dict, split: str) -> str:
     for row in section["leaderboard"]:
         cells = []
         for key, _, _, how in COLUMNS:
-            value = row[key]
-            best = value is not None and value == section["best"].get(key)
+            best = _shows_best(row, key, how, section["best"].get(key))
             cells.append(f'<td{" class=best" if best else ""}>'
                          f"{escape(leaderboard_cell(row, key, how))}</td>")
         missing = "" if row["available"] else ' class="missing"'

@@ -7,6 +7,8 @@ page opens offline), every later figure reuses it.
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Iterable
 from typing import Any
 
 CSS = """
@@ -30,11 +32,29 @@ th { background: #f0f0f0; } td.l, th.l { text-align: left; }
 """
 
 FIGURE_MARGIN = {"l": 60, "r": 20, "t": 50, "b": 50}
+# Every tick of a log axis labelled as a whole number (0.002, 50, 1,000): without a tick
+# format plotly labels only the decades and prints the ticks between as bare small digits
+# ("2 3 4 5"), which read as values. "~" drops trailing zeros.
+LOG_TICK_FORMAT = ",~g"
+# Ticks 1-9 per decade below this many decades, 1-2-5 up to LOG_DECADES_125, then one a
+# decade: full labels need room that the short 1-9 steps of a wide axis do not have.
+LOG_DECADES_ALL_DIGITS = 0.8
+LOG_DECADES_125 = 5.0
 
 
 def escape(value: Any) -> str:
     """Text made safe for HTML content and attribute values."""
     return html.escape(str(value), quote=True)
+
+
+def log_axis(values: Iterable[float], **axis: Any) -> dict[str, Any]:
+    """A plotly log axis for `values` (the positive finite ones count) whose ticks are all
+    labelled numbers, spaced by the decades the values span; `axis` adds or overrides keys."""
+    shown = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    span = math.log10(max(shown) / min(shown)) if shown else 0.0
+    dtick: str | int = ("D1" if span < LOG_DECADES_ALL_DIGITS
+                        else "D2" if span <= LOG_DECADES_125 else 1)
+    return {"type": "log", "dtick": dtick, "tickformat": LOG_TICK_FORMAT, **axis}
 
 
 def figure_html(fig, *, include_plotlyjs: bool) -> str:
@@ -71,4 +91,5 @@ def page_html(title: str, body: str, *, extra_css: str = "") -> str:
 """
 
 
-__all__ = ["CSS", "FIGURE_MARGIN", "FigureEmbedder", "escape", "figure_html", "page_html"]
+__all__ = ["CSS", "FIGURE_MARGIN", "LOG_TICK_FORMAT", "FigureEmbedder", "escape", "figure_html",
+           "log_axis", "page_html"]
