@@ -239,8 +239,9 @@ def verification_ratio(root: Path, unverified: Path, repeats: int) -> None:
               f"{cpu['on'] / cpu['off']:5.3f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the generated stores (Pl@ntNet-300K scale by default), shared with
+    bench_tui.py."""
     parser.add_argument("--experts", type=int, default=26)
     parser.add_argument("--val-rows", type=int, default=31_118)
     parser.add_argument("--test-rows", type=int, default=31_112)
@@ -249,6 +250,11 @@ def main() -> None:
                         help="Where the temporary stores go (needs ~3.5 GB for 26 experts).")
     parser.add_argument("--keep", action="store_true", help="Keep the generated stores.")
     parser.add_argument("--stores", help="Time the stores a --keep run left here instead.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_store_arguments(parser)
     parser.add_argument("--no-html", action="store_true", help="Skip the --html run.")
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                         help="Stored logits dtype (default float16).")

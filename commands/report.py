@@ -141,6 +141,15 @@ def report(
             rich_help_panel=Panel.OUTPUT,
         ),
     ] = None,
+    tui: Annotated[
+        bool,
+        typer.Option(
+            "--tui",
+            help="Browse the report interactively in the terminal: sort, filter, open a "
+            "model's species, compare two models (? for the keys).",
+            rich_help_panel=Panel.OUTPUT,
+        ),
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -153,7 +162,16 @@ def report(
     ] = None,
     quiet: QuietFlag = False,
 ) -> None:
-    """Evaluate every expert and combination store: leaderboard, buckets, history, per species."""
+    """Evaluate every expert and combination store: leaderboard, buckets, history, per species.
+
+    Examples:
+
+      plantkit report
+
+      plantkit report --split test --per-class --worst 20
+
+      plantkit report --tui
+    """
     from plantkit.artifacts import check_output_file
     from plantkit.metrics import parse_ks
     from plantkit.progress import progress_bar
@@ -161,13 +179,20 @@ def report(
     from plantkit.report.leaderboard import build_report
     from plantkit.report.per_class import check_per_class, per_class_table
     from plantkit.report.tables import HISTORY_ROWS, print_report
+    from plantkit.report.tui.run import check_tui_options, run_tui
 
     ks = parse_ks(k)
     split = None if split is None else [value_of(s) for s in split]
     if html is not None:
         check_output_file(html, "--html")
-    store_paths = collect_store_paths(paths or [], settings.artifacts_root)
     wants_per_class = bool(per_class or species or worst or best or expert)
+    if tui:
+        check_tui_options(as_json=as_json, per_class=wants_per_class)
+    store_paths = collect_store_paths(paths or [], settings.artifacts_root)
+    if tui:
+        run_tui(store_paths, splits=split, ks=ks, bootstrap=bootstrap, seed=seed,
+                data_root=data, workers=workers, html=html)
+        return
     total = 0 if quiet else rows_to_read(store_paths, split, avg_ks=ks)
     with progress_bar("evaluating stores", total=total, disable=quiet, unit="row") as advance:
         result = build_report(

@@ -55,6 +55,7 @@ from plantkit.metrics.calibration import ECE_BINS, ece, reliability_bins
 from plantkit.metrics.evaluate import (
     DEFAULT_AVG_KS,
     DEFAULT_KS,
+    PER_CLASS_TOP_K,
     class_image_counts,
     evaluate_store,
     evaluation_rows,
@@ -77,7 +78,7 @@ from plantkit.metrics.views import COUNT_BIN_EDGES, accuracy_by_count, count_by_
 
 __all__ = [
     "ABOVE_ACCURACY", "COUNT_BIN_EDGES", "DEFAULT_AVG_KS", "DEFAULT_KS", "ECE_BINS",
-    "FEW_SHOT_BELOW", "MANY_SHOT_ABOVE", "SHOT_RULES", "RowScores", "TopValues",
+    "FEW_SHOT_BELOW", "MANY_SHOT_ABOVE", "PER_CLASS_TOP_K", "SHOT_RULES", "RowScores", "TopValues",
     "accuracy_by_count", "accuracy_scores", "average_k_accuracy", "average_k_threshold",
     "average_k_thresholds", "bootstrap_ci", "class_image_counts", "count_by_accuracy_bin",
     "ece", "evaluate_store", "evaluation_rows", "float32_at_least", "log_softmax",

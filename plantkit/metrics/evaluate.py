@@ -18,6 +18,8 @@ from plantkit.metrics.views import accuracy_by_count, count_by_accuracy_bin
 # The dataset authors' recipe (`--k 1 3 5 10`): top-k and average-k for these k.
 DEFAULT_KS = (1, 3, 5, 10)
 DEFAULT_AVG_KS = DEFAULT_KS
+# Per-species top-k kept beside per-species top-1 (the report's per-species views).
+PER_CLASS_TOP_K = 5
 
 
 def parse_ks(text: str | Sequence[int] | None, option: str = "--k") -> tuple[int, ...]:
@@ -107,6 +109,8 @@ def summarise_split(rows: RowScores, labels, num_classes: int, *,
     else:
         result.update(many=None, medium=None, few=None, shot_classes=None)
     result["per_class_accuracy"] = per_class.tolist()
+    result[f"per_class_top{PER_CLASS_TOP_K}"] = accuracy.per_class_accuracy(
+        rows, labels, num_classes, k=PER_CLASS_TOP_K).tolist()
     result["per_class_rows"] = np.bincount(labels, minlength=num_classes).tolist()
     if image_counts is not None:
         result["accuracy_by_count"] = accuracy_by_count(per_class, image_counts)

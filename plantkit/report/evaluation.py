@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from plantkit import metrics
-from plantkit.artifacts import HISTORY_FILE
+from plantkit.artifacts import COMBINATION_FILE, HISTORY_FILE, read_json
 from plantkit.choices import default_workers
 from plantkit.errors import PlantkitInputError
 from plantkit.measured_cost import read_measured_cost
@@ -19,6 +19,9 @@ from plantkit.metrics import to_plain
 from plantkit.report.columns import ACCURACY_BIN_WIDTH, AVERAGE_K
 from plantkit.report.history import read_history
 from plantkit.store import open_store
+
+# combination.json's keys a report's model entry carries for a combination.
+COMBINATION_KEYS = ("method", "experts", "params", "expected_gflops", "expected_gflops_val")
 
 
 def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
@@ -83,6 +86,8 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
     gflops = _number(attrs.get("gflops"))
     history = read_history(Path(store.path).parent / HISTORY_FILE)
     measured = read_measured_cost(Path(store.path).parent)
+    combination = _combination_summary(Path(store.path).parent) \
+        if store.kind == "combination" else None
     return {
         "name": store.name,
         "kind": store.kind,
@@ -93,6 +98,7 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
         # what `plantkit classify` last measured with this model (plantkit.measured_cost)
         "measured_gflops": _number((measured or {}).get("measured_gflops_per_image")),
         "measured_cost": measured,
+        "combination": combination,
         "splits": list(store.splits),
         # class_names would repeat the report's classes.names for every model
         "attrs": {k: v for k, v in attrs.items() if k != "class_names"},
@@ -101,6 +107,16 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
         "results": results,
         "notes": _model_notes(store, chosen, held, gflops, history),
     }
+
+
+def _combination_summary(folder: Path) -> dict | None:
+    """What combination.json beside a combination store says was fitted (method, experts,
+    params, expected GFLOPs on val and test); None when it is missing or unreadable."""
+    try:
+        document = read_json(folder / COMBINATION_FILE, "the combination's document")
+    except PlantkitInputError:  # a store copied without its folder: the numbers stay
+        return None
+    return {key: document.get(key) for key in COMBINATION_KEYS}
 
 
 def _model_notes(store, chosen: list[str], held: list[str], gflops, history) -> list[str]:

@@ -1,0 +1,164 @@
+"""`plantkit report --tui`: a Textual app over the report dict (plantkit.report.tui.view).
+
+Screens: the leaderboard (plantkit.report.tui.leaderboard), a model (.model), the
+comparison of two models (.compare), the keys (`?`). The report is built in a worker thread
+while a progress bar runs, so the app answers keys (q quits) while stores are read.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Label, ProgressBar, Static
+
+from plantkit.errors import PlantkitInputError
+from plantkit.report.tui.compare import CompareScreen
+from plantkit.report.tui.leaderboard import LeaderboardScreen
+from plantkit.report.tui.model import ModelScreen
+from plantkit.report.tui.widgets import KeyBar
+
+__all__ = ["CompareScreen", "HelpScreen", "LeaderboardScreen", "LoadCancelled", "Loader",
+           "LoadingScreen", "ModelScreen", "ReportApp"]
+
+# load(advance) -> the report dict; advance(n) is called as rows are read and raises
+# LoadCancelled once the user has quit.
+Loader = Callable[[Callable[[int], None]], dict]
+
+
+class LoadCancelled(Exception):
+    """Raised inside the loading thread once the user quit the app."""
+
+
+# ------------------------------------------------------------------------- help, loading
+
+HELP = """\
+[b]plantkit report --tui[/b]: every number is `plantkit report --json`'s.
+
+[b]Leaderboard[/b]
+  ↑ ↓ / mouse   move          Enter   open the model
+  s             next sort column (click a header: sort by it; again: reverse)
+  r             reverse the order      v   next split (val, test ...)
+  /             filter by name or kind (Esc clears)
+  m or space    mark a model (the last two)      c   compare the two marked
+  n             show or hide the notes
+
+[b]Model[/b]  tabs Species · Summary · History (click, or Tab then ← →)
+  /             search species by name or id     b   bucket: all, many, medium, few
+  s / r / v     sort column / reverse / split    Esc back
+
+[b]Compare[/b]  per-species top-1 gain of the second model over the first
+  r reverse     x swap the two     v split     Esc back
+
+?  this help      q or ctrl+c  quit"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Static(HELP)
+
+
+class LoadingScreen(Screen):
+    def __init__(self, total: int):
+        super().__init__()
+        self.total = total
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="loading"):
+            yield Label("evaluating the stores (q quits) ...")
+            yield ProgressBar(total=self.total or None, id="progress")
+        yield KeyBar()
+
+
+class ReportApp(App):
+    """The TUI over a report dict, or over `load` run in a worker thread."""
+
+    TITLE = "plantkit report"
+    CSS = """
+    #title { height: auto; padding: 0 1; background: $boost; }
+    #notes { height: auto; max-height: 6; padding: 0 1; color: $text-muted; }
+    #board, #species-table, #compare-table { height: 1fr; }
+    ModelScreen TabbedContent, ModelScreen TabPane { height: 1fr; }
+    #loading { align: center middle; height: 1fr; }
+    #help { width: auto; max-width: 90; height: auto; padding: 1 2; border: round $accent;
+            background: $surface; }
+    HelpScreen { align: center middle; }
+    Sparkline { height: 3; margin: 0 1; }
+    #details, #by-count-table { padding: 0 1; }
+    """
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help"),
+                # a command-line user's way out, where Textual would only say "press ctrl+q"
+                Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(self, *, report: dict | None = None, load: Loader | None = None,
+                 total: int = 0, split: str | None = None):
+        super().__init__()
+        if (report is None) == (load is None):
+            raise ValueError("give the report or the function that loads it")
+        self.report, self.load, self.total, self.split = report, load, total, split
+        self.error: BaseException | None = None
+        self._quit = threading.Event()
+
+    def on_mount(self) -> None:
+        if self.report is not None:
+            self._show(self.report)
+            return
+        self.push_screen(LoadingScreen(self.total))
+        self.run_worker(self._load_report, thread=True, exclusive=True)
+
+    def _load_report(self) -> None:
+        def advance(n: int = 1) -> None:
+            if self._quit.is_set():
+                raise LoadCancelled
+            self.call_from_thread(self._advance, n)
+
+        try:
+            report = self.load(advance) if self.load is not None else None
+        except LoadCancelled:
+            return
+        except Exception as exc:  # noqa: BLE001 - shown by the CLI once the app is closed
+            self.error = exc
+            self.call_from_thread(self.exit, None, 2)
+            return
+        if report is not None:
+            self.call_from_thread(self._show, report)
+
+    def _advance(self, n: int) -> None:
+        if isinstance(self.screen, LoadingScreen):
+            self.screen.query_one("#progress", ProgressBar).advance(n)
+
+    def _show(self, report: dict) -> None:
+        self.report = report
+        # The report of 26 experts x 1,081 species is millions of objects that live as long
+        # as the app: left to the cyclic collector, each of its full passes over them cost a
+        # key 100-400 ms (benchmarks/bench_tui.py). Frozen, they are never traversed again.
+        gc.collect()
+        gc.freeze()
+        if not report["splits"]:
+            self.error = PlantkitInputError(
+                "the stores hold none of the splits asked for: see `plantkit report` "
+                "for what they hold, or choose one with --split")
+            self.exit(None, 2)
+            return
+        splits = list(report["splits"])
+        split = self.split if self.split is not None and self.split in splits else splits[-1]
+        if isinstance(self.screen, LoadingScreen):
+            self.switch_screen(LeaderboardScreen(report, split))
+        else:
+            self.push_screen(LeaderboardScreen(report, split))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        self._quit.set()
+        self.exit()

@@ -1,0 +1,82 @@
+"""The comparison of two models species by species (top-1 gain of the second)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+
+from plantkit.report.tui import view
+from plantkit.report.tui.line_table import LineTable
+from plantkit.report.tui.widgets import (
+    SPECIES_NAME_WIDTH,
+    KeyBar,
+    ReportScreen,
+    cell,
+    justify,
+    split_after,
+)
+
+
+class CompareScreen(ReportScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("r", "reverse", "Reverse"),
+        Binding("v", "next_split", "Split"),
+        Binding("x", "swap", "Swap"),
+    ]
+
+    def __init__(self, report: dict, first: str, second: str, split: str):
+        super().__init__(report, split)
+        self.first, self.second = first, second
+        self.descending = True
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield LineTable(id="compare-table")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.refresh_rows()
+        self.query_one("#compare-table", LineTable).focus()
+
+    def comparison(self) -> dict:
+        return view.compare(self.report, self.first, self.second, self.split)
+
+    def refresh_rows(self) -> None:
+        result = self.comparison()
+        rows = result["rows"] if self.descending else result["rows"][::-1]
+        table = self.query_one("#compare-table", LineTable)
+        table.clear(columns=True)
+        for key, header, how in view.COMPARE_COLUMNS:
+            label = {"first": self.first, "second": self.second}.get(key, header)
+            table.add_column(label, key=key, justify=justify(how),
+                             width=SPECIES_NAME_WIDTH if key == "name" else None)
+        hows = [how for _, _, how in view.COMPARE_COLUMNS]
+        # plain strings but the gains, green where the second model wins
+        table.add_rows(([cell(text, how, row["gain"] > 0) if how == "gain" else text
+                         for text, how in zip(view.compare_cells(row), hows)],
+                        str(row["index"]), None) for row in rows)
+        self.query_one("#title", Static).update(
+            f"[b]{self.second} vs {self.first}[/b] · {self.split} · top-1 per species: "
+            f"{self.second} wins {result['won']:,}, loses {result['lost']:,}, ties "
+            f"{result['tied']:,} · sorted by gain, "
+            f"{'largest' if self.descending else 'smallest'} first")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_reverse(self) -> None:
+        self.descending = not self.descending
+        self.refresh_rows()
+
+    def action_swap(self) -> None:
+        self.first, self.second = self.second, self.first
+        self.refresh_rows()
+
+    def action_next_split(self) -> None:
+        both = [s for s in self.splits if all(
+            s in view.model_entry(self.report, n)["results"] for n in (self.first, self.second))]
+        if self.split in both:
+            self.split = split_after(both, self.split)
+        self.refresh_rows()

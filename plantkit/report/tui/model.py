@@ -1,0 +1,204 @@
+"""A model's screen: its species (search, sort, bucket filter), a summary (cost, scores,
+calibration, a combination's fitted parameters, histograms) and an expert's training history."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import (
+    DataTable,
+    Input,
+    Label,
+    Sparkline,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from plantkit.report.tui import view
+from plantkit.report.tui.line_table import LineTable
+from plantkit.report.tui.widgets import (
+    SPECIES_NAME_WIDTH,
+    KeyBar,
+    ReportScreen,
+    justify,
+    split_after,
+)
+
+
+class ModelScreen(ReportScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("slash", "search", "Search"),
+        Binding("b", "next_bucket", "Bucket"),
+        Binding("s", "next_sort", "Sort"),
+        Binding("r", "reverse", "Reverse"),
+        Binding("v", "next_split", "Split"),
+    ]
+
+    def __init__(self, report: dict, name: str, split: str):
+        super().__init__(report, split)
+        self.name_ = name
+        self.query_text = ""
+        self.bucket: str | None = None
+        self.order: view.Order | None = None  # None: by train images, largest first
+        self.columns = view.species_columns(report)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        with TabbedContent(initial="species"):
+            with TabPane("Species", id="species"):
+                yield Input(placeholder="search species by name or id (Enter: table)",
+                            id="search")
+                yield LineTable(id="species-table")
+            with TabPane("Summary", id="summary"):
+                with VerticalScroll():
+                    yield Static(id="details")
+                    yield Label(id="histogram-label")
+                    yield Sparkline([], id="histogram")
+                    yield Label(id="by-count-label")
+                    yield Sparkline([], id="by-count")
+                    yield Static(id="by-count-table")
+            with TabPane("History", id="history"):
+                with VerticalScroll():
+                    yield Label(id="curve-label")
+                    yield Sparkline([], id="curve")
+                    yield DataTable(id="history-table", zebra_stripes=True)
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.refresh_all()
+        self.query_one("#species-table", LineTable).focus()
+
+    def refresh_all(self) -> None:
+        self.refresh_species()
+        self.refresh_summary()
+        self.refresh_history()
+
+    def species(self) -> list[dict]:
+        rows = view.filter_species(view.species_rows(self.report, self.name_, self.split),
+                                   self.query_text, self.bucket)
+        return view.sorted_rows(rows, self.order)
+
+    def refresh_species(self) -> None:
+        table = self.query_one("#species-table", LineTable)
+        table.clear(columns=True)
+        for key, header, how in self.columns:
+            arrow = ""
+            if self.order is not None and self.order.key == key:
+                arrow = " ▼" if self.order.descending else " ▲"
+            # a long scientific name is cut (the search still finds it whole): the numbers
+            # stay on an 80-column screen
+            table.add_column(header + arrow, key=key, justify=justify(how),
+                             width=SPECIES_NAME_WIDTH if key == "name" else None)
+        table.fixed_columns = 2  # id and name stay while the numbers scroll
+        rows = self.species()
+        table.add_rows((view.species_cells(self.columns, row), str(row["index"]), None)
+                       for row in rows)
+        model = view.model_entry(self.report, self.name_)
+        bucket = f" · bucket {self.bucket}" if self.bucket else ""
+        search = f" · search '{self.query_text}'" if self.query_text else ""
+        sort = view.order_label(self.order or view.Order("train", True),
+                                {key: header for key, header, _ in self.columns})
+        self.query_one("#title", Static).update(
+            f"[b]{self.name_}[/b] ({model['kind']}) · {self.split} · {len(rows):,} of "
+            f"{self.report['num_classes']:,} species{bucket}{search} · by {sort}")
+
+    def refresh_summary(self) -> None:
+        lines = view.model_details(self.report, self.name_, self.split)
+        width = max(len(label) for label, _ in lines)
+        self.query_one("#details", Static).update(
+            "\n".join(f"{label:<{width}}  {text}" for label, text in lines))
+        counts = view.accuracy_histogram(self.report, self.name_, self.split)
+        self.query_one("#histogram-label", Label).update(
+            "species per 10 % bin of top-1 accuracy, 0 % to 100 %: "
+            + " ".join(str(c) for c in counts))
+        self.query_one("#histogram", Sparkline).data = counts
+        by_count = view.accuracy_by_count(self.report, self.name_, self.split)
+        present = [(b, m, n) for b, m, n in by_count if m is not None]
+        self.query_one("#by-count-label", Label).update(
+            "mean top-1 by images per species (bins with species):")
+        self.query_one("#by-count", Sparkline).data = [m for _, m, _ in present]
+        self.query_one("#by-count-table", Static).update(
+            "  ".join(f"{b}: {100 * m:.1f} % ({n})" for b, m, n in present) or "-")
+
+    def refresh_history(self) -> None:
+        headers, rows, curve = view.history_points(self.report, self.name_)
+        table = self.query_one("#history-table", DataTable)
+        table.clear(columns=True)
+        if not headers:
+            self.query_one("#curve-label", Label).update(
+                "no training history (a combination, or an expert without history.csv)")
+            return
+        self.query_one("#curve-label", Label).update(
+            "val top-1 per epoch: " + " ".join(f"{100 * v:.1f}" for v in curve))
+        self.query_one("#curve", Sparkline).data = curve
+        for header in headers:
+            table.add_column(header)
+        for row in rows:
+            table.add_row(*[Text(c, justify="right") for c in row])
+
+    @on(LineTable.HeaderSelected, "#species-table")
+    def _header(self, event: LineTable.HeaderSelected) -> None:
+        key = event.column_key
+        if self.order is not None and self.order.key == key:
+            self.order = view.Order(key, not self.order.descending)
+        else:
+            self.order = view.Order(key, key not in ("id", "name"))
+        self.refresh_species()
+
+    def action_back(self) -> None:
+        box = self.query_one("#search", Input)
+        if box.has_focus:
+            box.value, box.display, self.query_text = "", False, ""
+            self.refresh_species()
+            self.query_one("#species-table", LineTable).focus()
+            return
+        self.app.pop_screen()
+
+    def action_search(self) -> None:
+        self.query_one(TabbedContent).active = "species"
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value
+        self.refresh_species()
+
+    @on(Input.Submitted, "#search")
+    def _search_done(self, event: Input.Submitted) -> None:
+        self.query_one("#species-table", LineTable).focus()
+
+    def action_next_bucket(self) -> None:
+        if self.report.get("train_counts") is None:
+            self.notify("no train counts in the report: no many/medium/few buckets",
+                        severity="warning")
+            return
+        choices = [None, *view.BUCKETS]
+        self.bucket = choices[(choices.index(self.bucket) + 1) % len(choices)]
+        self.refresh_species()
+
+    def action_next_sort(self) -> None:
+        keys = [key for key, _, _ in self.columns]
+        current = "train" if self.order is None else self.order.key
+        key = keys[(keys.index(current) + 1) % len(keys)]
+        self.order = view.Order(key, key not in ("id", "name"))
+        self.refresh_species()
+
+    def action_reverse(self) -> None:
+        order = self.order or view.Order("train", True)
+        self.order = view.Order(order.key, not order.descending)
+        self.refresh_species()
+
+    def action_next_split(self) -> None:
+        available = [s for s in self.splits
+                     if s in view.model_entry(self.report, self.name_)["results"]]
+        if self.split in available:
+            self.split = split_after(available, self.split)
+        self.refresh_all()

@@ -1,0 +1,64 @@
+"""What the TUI's screens share: the table cell, a screen over one split of the report."""
+
+from __future__ import annotations
+
+from rich.console import JustifyMethod
+from rich.text import Text
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Static
+
+from plantkit.report.tables import BEST_STYLE
+
+NUMERIC = frozenset({"pct", "count", "float", "params", "gain"})
+# A long scientific name is cut in the tables (the search still finds it whole): the numbers
+# stay on an 80-column screen.
+SPECIES_NAME_WIDTH = 30
+
+
+def justify(how: str) -> JustifyMethod:
+    """Numbers right-aligned, words left."""
+    return "right" if how in NUMERIC else "left"
+
+
+def cell(text: str, how: str, best: bool = False) -> Text:
+    """A table cell in the column's justify, the column's best in the report's best style."""
+    return Text(text, style=BEST_STYLE if best else "", justify=justify(how))
+
+
+def split_after(splits: list[str], split: str) -> str:
+    return splits[(splits.index(split) + 1) % len(splits)]
+
+
+class ReportScreen(Screen):
+    """A screen over the report dict and one of its splits."""
+
+    def __init__(self, report: dict, split: str):
+        super().__init__()
+        self.report, self.split = report, split
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.report["splits"])
+
+
+class KeyBar(Static):
+    """The keys of the screen and the app, one line at the bottom.
+
+    Not Textual's Footer: it builds a widget per key and restyles each on every screen
+    change, 150-300 ms of CPU per screen opened or left (benchmarks/bench_tui.py); one line
+    of text says the same."""
+
+    DEFAULT_CSS = "KeyBar { dock: bottom; height: 1; background: $panel; padding: 0 1; }"
+
+    def on_mount(self) -> None:
+        shown: dict[str, Binding] = {}  # action -> its first shown key
+        for owner in (self.screen, self.app):
+            for binding in Binding.make_bindings(type(owner).BINDINGS):
+                if binding.show:
+                    shown.setdefault(binding.action, binding)
+        text = Text()
+        for binding in shown.values():
+            text.append(self.app.get_key_display(binding), style="bold")
+            text.append(f" {binding.description}  ")
+        self.update(text)
