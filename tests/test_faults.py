@@ -52,7 +52,7 @@ def hidden_leftovers(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_training_killed_at_any_step_resumes_to_the_uninterrupted_expert(tmp_path):
-    result = driver("train", tmp_path, "--every", "4")
+    result = driver("train", tmp_path)
     assert result["steps"] > 30
     outcomes = result["outcomes"]
     assert all(o["killed"] for o in outcomes)
