@@ -129,7 +129,7 @@ def score_split(store, split: str, thresholds: Mapping[int, float] | None = None
     """RowScores of one split of an open prediction store, read chunk by chunk."""
     labels = store.labels(split)
     parts = []
-    for start, chunk in store.iter_logits(split, chunk_rows):
+    for start, chunk in store.iter_logits(split, chunk_rows, as_stored=True):
         parts.append(score_rows(chunk, labels[start:start + len(chunk)],
                                 thresholds=thresholds, top_values=top_values))
         if advance is not None:

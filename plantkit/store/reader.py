@@ -204,19 +204,23 @@ class Store:
         with self._reading(f"the logits of split {split!r}"):
             return read_float32(dataset, rows)
 
-    def iter_logits(self, split: str, chunk_rows: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, chunk_rows x C float32) pairs covering the split in row order."""
+    def iter_logits(self, split: str, chunk_rows: int = 4096, *, as_stored: bool = False
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, chunk_rows x C float32) pairs covering the split in row order;
+        `as_stored`: chunks in the stored dtype (float16 or float32), for a reader that
+        upcasts smaller blocks itself (`metrics.score_rows`) instead of each chunk twice."""
         dataset = self._dataset(split, "logits")
         if chunk_rows < 1:  # refused now, not at the first chunk
             raise PlantkitInputError(f"chunk_rows must be >= 1, got {chunk_rows}")
-        return self._iter_checked(dataset, chunk_rows, f"the logits of split {split!r}")
+        return self._iter_checked(dataset, chunk_rows, f"the logits of split {split!r}",
+                                  None if as_stored else np.float32)
 
-    def _iter_checked(self, dataset: h5py.Dataset, chunk_rows: int,
-                      what: str) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_checked(self, dataset: h5py.Dataset, chunk_rows: int, what: str,
+                      dtype) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, dataset.shape[0], chunk_rows):
             with self._reading(what):
                 chunk = dataset[start:start + chunk_rows]
-            yield start, chunk.astype(np.float32, copy=False)
+            yield start, chunk if dtype is None else chunk.astype(dtype, copy=False)
 
     def has_features(self, split: str) -> bool:
         group = self._group(split)
