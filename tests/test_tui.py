@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from cli_helpers import cli, refused
 from combine_helpers import make_experts
+from textual.widgets import TabbedContent
 
 from plantkit.artifacts import HISTORY_FILE, history_csv_text
 from plantkit.report.tables import fmt, leaderboard_cell
@@ -125,6 +126,14 @@ def test_a_header_click_sorts_by_that_column(artifacts):
     run(app, (160, 48), steps)
 
 
+def summary_lines(screen) -> dict[str, str]:
+    """The model screen's summary as {label: text}."""
+    details = str(screen.query_one("#details").render())
+    return dict(line.split(None, 1) if "  " not in line else
+                [part.strip() for part in line.split("  ", 1)]
+                for line in details.splitlines())
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_model_screen_species_search_bucket_and_summary(artifacts, size):
     art, report = artifacts
@@ -162,21 +171,36 @@ def test_model_screen_species_search_bucket_and_summary(artifacts, size):
         await pilot.pause()
         many = [c[0] for c in table_rows(screen, "#species-table")]
         assert many == [ids[i] for i, n in enumerate(report["train_counts"]) if n > 100]
-        details = str(screen.query_one("#details").render())
-        lines = dict(line.split(None, 1) if "  " not in line else
-                     [part.strip() for part in line.split("  ", 1)]
-                     for line in details.splitlines())
+        screen.query_one(TabbedContent).active = "summary"  # filled when first shown
+        await pilot.pause()
+        lines = summary_lines(screen)
         assert lines["GFLOPs expected"] == fmt(model["gflops"], "float")
         assert lines["NLL"] == fmt(result["nll"], "float")
         assert lines["ECE %"] == fmt(result["ece"], "pct")
         assert screen.query_one("#histogram").data == view.accuracy_histogram(
             report, "large", "test")
         assert sum(screen.query_one("#histogram").data) == result["classes_present"]
+        screen.query_one(TabbedContent).active = "history"
+        await pilot.pause()
         assert screen.query_one("#curve").data == pytest.approx(
             [0.25 + 0.1 * e for e in range(4)])
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, LeaderboardScreen)
+        # The one model screen, shown again for another model: nothing of the first stays.
+        names = [r[1] for r in table_rows(app.screen, "#board")]
+        other = next(name for name in names if name != "large")
+        await pilot.press("home", *["down"] * names.index(other), "enter")
+        await pilot.pause()
+        assert app.screen is screen and screen.query_one(TabbedContent).active == "species"
+        assert screen.name_ == other and not screen.query_one("#search").display
+        assert len(table_rows(screen, "#species-table")) == report["num_classes"]
+        screen.query_one(TabbedContent).active = "summary"
+        await pilot.pause()
+        other_result = next(m for m in report["models"] if m["name"] == other)[
+            "results"]["test"]
+        assert summary_lines(screen)["NLL"] == fmt(other_result["nll"], "float")
+        await pilot.press("escape")
 
     run(app, size, steps)
 

@@ -19,6 +19,8 @@ from plantkit.report.tui.widgets import (
 
 
 class CompareScreen(ReportScreen):
+    """One screen for every comparison, composed once by the app and filled by `show`."""
+
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("r", "reverse", "Reverse"),
@@ -26,10 +28,19 @@ class CompareScreen(ReportScreen):
         Binding("x", "swap", "Swap"),
     ]
 
-    def __init__(self, report: dict, first: str, second: str, split: str):
-        super().__init__(report, split)
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = "", ""
+        self.descending = True
+        self._composed = False
+
+    def show(self, report: dict, first: str, second: str, split: str) -> None:
+        """Fill the screen with `second`'s gain over `first` on `split`, largest first."""
+        self.report, self.split = report, split
         self.first, self.second = first, second
         self.descending = True
+        if self._composed:
+            self._reset_widgets()
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -37,6 +48,11 @@ class CompareScreen(ReportScreen):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._composed = True
+        if self.report:  # shown before it was composed
+            self._reset_widgets()
+
+    def _reset_widgets(self) -> None:
         self.refresh_rows()
         self.query_one("#compare-table", LineTable).focus()
 

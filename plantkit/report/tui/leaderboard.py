@@ -12,7 +12,14 @@ from plantkit.report.tui import view
 from plantkit.report.tui.compare import CompareScreen
 from plantkit.report.tui.line_table import LineTable
 from plantkit.report.tui.model import ModelScreen
-from plantkit.report.tui.widgets import KeyBar, ReportScreen, cell, split_after
+from plantkit.report.tui.widgets import (
+    COMPARE_SCREEN,
+    MODEL_SCREEN,
+    KeyBar,
+    ReportScreen,
+    cell,
+    split_after,
+)
 
 
 class LeaderboardScreen(ReportScreen):
@@ -112,7 +119,9 @@ class LeaderboardScreen(ReportScreen):
     def action_open(self) -> None:
         name = self.current_name()
         if name is not None:
-            self.app.push_screen(ModelScreen(self.report, name, self.split))
+            screen = self.app.get_screen(MODEL_SCREEN, ModelScreen)
+            screen.show(self.report, name, self.split)
+            self.app.push_screen(screen)
 
     def action_next_split(self) -> None:
         self.split = split_after(self.splits, self.split)
@@ -136,8 +145,9 @@ class LeaderboardScreen(ReportScreen):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.text = event.value
-        self.refresh_rows()
+        if event.value != self.text:
+            self.text = event.value
+            self.refresh_rows()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -145,8 +155,8 @@ class LeaderboardScreen(ReportScreen):
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
+        self.text = ""  # first: the Changed that `value` posts is then a no-op
         box.value, box.display = "", False
-        self.text = ""
         self.refresh_rows()
         self.query_one("#board", LineTable).focus()
 
@@ -166,7 +176,9 @@ class LeaderboardScreen(ReportScreen):
                         severity="warning")
             return
         first, second = self.marked
-        self.app.push_screen(CompareScreen(self.report, first, second, self.split))
+        screen = self.app.get_screen(COMPARE_SCREEN, CompareScreen)
+        screen.show(self.report, first, second, self.split)
+        self.app.push_screen(screen)
 
     def action_toggle_notes(self) -> None:
         notes = self.query_one("#notes", Static)

@@ -110,19 +110,23 @@ class LineTable(ScrollView, can_focus=True):
                 style: str | None = None) -> None:
         self.add_rows([(cells, key, style)])
 
-    def add_rows(self, rows: Iterable[tuple[Sequence[Text | str], str | None, str | None]]
-                 ) -> None:
+    def add_rows(self, rows: Iterable[tuple[Sequence[Text | str], str | None, str | None]],
+                 *, widths: Sequence[int] | None = None) -> None:
         """(cells, key, style) per row: the table is resized and redrawn once. A cell is
         rich Text (its own style and justify) or a plain string (the column's justify),
-        which is cheaper: it becomes Text only if its row is drawn."""
+        which is cheaper: it becomes Text only if its row is drawn. `widths`: each
+        column's widest cell, known to the caller, so no cell is measured here."""
         for cells, key, style in rows:
             key = str(len(self._rows)) if key is None else key
             self._index[key] = len(self._rows)
             self._rows.append((key, cells, style))
-            for column, cell in zip(self.columns, cells):
-                width = cell_len(cell) if isinstance(cell, str) else cell.cell_len
-                if width > column.width:
-                    column.width = width
+            if widths is None:
+                for column, cell in zip(self.columns, cells):
+                    width = cell_len(cell) if isinstance(cell, str) else cell.cell_len
+                    if width > column.width:
+                        column.width = width
+        for column, width in zip(self.columns, widths or ()):
+            column.width = max(column.width, width)
         self._resized()
 
     def _resized(self) -> None:

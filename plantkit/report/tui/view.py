@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from rich.cells import cell_len
 
 from plantkit.metrics import PER_CLASS_TOP_K, shot_buckets
 from plantkit.report.columns import COLUMNS
@@ -148,6 +149,25 @@ def filter_species(rows: Sequence[dict], query: str = "", bucket: str | None = N
 def species_cells(columns: Sequence[tuple[str, str, str]], row: dict) -> list[str]:
     return [str(row[key]) if how == "text" else fmt(row[key], how)
             for key, _, how in columns]
+
+
+@dataclass(frozen=True)
+class SpeciesTable:
+    """A model's species on one split, formatted once: the rows of `species_rows`, each
+    row's cells by its index, and the widest cell of each column (in terminal cells)."""
+
+    rows: list[dict]
+    cells: dict[int, list[str]]
+    widths: list[int]
+
+    @classmethod
+    def of(cls, report: dict, name: str, split: str,
+           columns: Sequence[tuple[str, str, str]]) -> SpeciesTable:
+        rows = species_rows(report, name, split)
+        cells = {row["index"]: species_cells(columns, row) for row in rows}
+        widths = [max(map(cell_len, column), default=0)
+                  for column in zip(*cells.values())] or [0] * len(columns)
+        return cls(rows, cells, widths)
 
 
 def accuracy_histogram(report: dict, name: str, split: str) -> list[int]:

@@ -10,6 +10,8 @@ from textual.widgets import Static
 
 from plantkit.report.tables import BEST_STYLE
 
+# The names under which the app installs its one model screen and one compare screen.
+MODEL_SCREEN, COMPARE_SCREEN = "model", "compare"
 NUMERIC = frozenset({"pct", "count", "float", "params", "gain"})
 # A long scientific name is cut in the tables (the search still finds it whole): the numbers
 # stay on an 80-column screen.
@@ -31,11 +33,13 @@ def split_after(splits: list[str], split: str) -> str:
 
 
 class ReportScreen(Screen):
-    """A screen over the report dict and one of its splits."""
+    """A screen over the report dict and one of its splits ({} and "" for a screen made
+    before the report exists, filled when shown)."""
 
-    def __init__(self, report: dict, split: str):
+    def __init__(self, report: dict | None = None, split: str = ""):
         super().__init__()
-        self.report, self.split = report, split
+        self.report: dict = report or {}
+        self.split = split
 
     @property
     def splits(self) -> list[str]:
