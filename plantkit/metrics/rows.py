@@ -63,8 +63,8 @@ def row_counts(mask: np.ndarray) -> np.ndarray:
     """The True values of each row of a 2-D boolean array (int32).
 
     Summed as bytes into uint16 where the rows are short enough: 2x a sum into int32 and 5x
-    np.count_nonzero with an axis, which converts the booleans first (measured on 512 x
-    1,081 blocks, the metrics' hot loop)."""
+    np.count_nonzero with an axis, which converts the booleans first (on 512 x 1,081
+    blocks; benchmarks/bench_score_rows.py times score_rows against count_nonzero)."""
     if mask.shape[1] < np.iinfo(np.uint16).max:
         return np.add.reduce(mask.view(np.uint8), axis=1, dtype=np.uint16).astype(np.int32)
     return mask.sum(axis=1, dtype=np.int32)
@@ -127,8 +127,9 @@ class RowScores:
 
 
 # Rows scored at once by score_rows: 2 MB of float32 at 1,081 classes, so that its dozen
-# passes over a block (rank, argmax, softmax, sets) run in the CPU's cache, not memory;
-# benchmarks/bench_report.py measured a 4,096-row chunk 28 % faster in blocks of 512.
+# passes over a block (rank, argmax, softmax, sets) run in the CPU's cache, not memory.
+# With the in-place softmax and `row_counts`, 3.1x scipy's softmax and np.count_nonzero over
+# the whole chunk for the same numbers (benchmarks/bench_score_rows.py, 2 cores).
 _SCORE_BLOCK_ROWS = 512
 
 
