@@ -43,10 +43,14 @@ KEYS = [("z", "nothing (the harness)", "LeaderboardScreen"),
         ("r", "reverse", "LeaderboardScreen"), ("v", "next split", "LeaderboardScreen"),
         ("enter", "open a model", "ModelScreen"), ("slash", "search box", "ModelScreen"),
         ("1", "search '1'", "ModelScreen"), ("escape", "clear the search", "ModelScreen"),
-        ("b", "bucket filter", "ModelScreen"), ("escape", "back", "LeaderboardScreen"),
+        ("b", "bucket filter", "ModelScreen"), ("t", "summary tab", "ModelScreen"),
+        ("t", "history tab", "ModelScreen"), ("escape", "back", "LeaderboardScreen"),
+        ("down", "cursor down", "LeaderboardScreen"),
+        ("enter", "open another model", "ModelScreen"), ("escape", "back", "LeaderboardScreen"),
         ("home", "first row", "LeaderboardScreen"), ("m", "mark", "LeaderboardScreen"),
         ("down", "cursor down", "LeaderboardScreen"),
         ("m", "mark a second", "LeaderboardScreen"), ("c", "compare", "CompareScreen"),
+        ("r", "reverse", "CompareScreen"), ("x", "swap the two", "CompareScreen"),
         ("escape", "back", "LeaderboardScreen")]
 
 

@@ -42,8 +42,6 @@ def load_report(artifacts: Path) -> dict:
 
 
 async def shoot(report: dict, out: Path, size: tuple[int, int]) -> list[Path]:
-    from textual.widgets import TabbedContent
-
     from plantkit.report.tui.app import (
         CompareScreen,
         HelpScreen,
@@ -67,7 +65,7 @@ async def shoot(report: dict, out: Path, size: tuple[int, int]) -> list[Path]:
         await pilot.press("enter")
         await save("model-species", ModelScreen)
         for tab in ("summary", "history"):
-            app.screen.query_one(TabbedContent).active = tab
+            await pilot.press("t")  # the next tab
             await save(f"model-{tab}", ModelScreen)
         await pilot.press("escape")
         # The best model (first row) against the second: what the second wins and loses.

@@ -39,7 +39,10 @@ expect "Species" "Enter opens the model screen"
 expect "species · by train ▼" "its species table"
 key / ; key D; key a; key u
 expect "search 'Dau'" "/ searches species"
-key Escape; key Escape
+key Escape
+key t
+expect "GFLOPs expected" "t shows the summary tab"
+key Escape
 expect "Leaderboard · test" "Esc goes back"
 key m; key Up; key m; key c  # the cursor is on the last row: top-5 ascending
 expect "top-1 per species" "m, m, c compare two models"

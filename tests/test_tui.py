@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from cli_helpers import cli, refused
 from combine_helpers import make_experts
-from textual.widgets import TabbedContent
 
 from plantkit.artifacts import HISTORY_FILE, history_csv_text
 from plantkit.report.tables import fmt, leaderboard_cell
@@ -171,8 +170,9 @@ def test_model_screen_species_search_bucket_and_summary(artifacts, size):
         await pilot.pause()
         many = [c[0] for c in table_rows(screen, "#species-table")]
         assert many == [ids[i] for i, n in enumerate(report["train_counts"]) if n > 100]
-        screen.query_one(TabbedContent).active = "summary"  # filled when first shown
+        await pilot.press("t")  # the summary tab, filled when first shown
         await pilot.pause()
+        assert screen.tab == "summary" and screen.query_one("#summary").display
         lines = summary_lines(screen)
         assert lines["GFLOPs expected"] == fmt(model["gflops"], "float")
         assert lines["NLL"] == fmt(result["nll"], "float")
@@ -180,8 +180,9 @@ def test_model_screen_species_search_bucket_and_summary(artifacts, size):
         assert screen.query_one("#histogram").data == view.accuracy_histogram(
             report, "large", "test")
         assert sum(screen.query_one("#histogram").data) == result["classes_present"]
-        screen.query_one(TabbedContent).active = "history"
+        await pilot.press("t")
         await pilot.pause()
+        assert screen.tab == "history"
         assert screen.query_one("#curve").data == pytest.approx(
             [0.25 + 0.1 * e for e in range(4)])
         await pilot.press("escape")
@@ -192,11 +193,12 @@ def test_model_screen_species_search_bucket_and_summary(artifacts, size):
         other = next(name for name in names if name != "large")
         await pilot.press("home", *["down"] * names.index(other), "enter")
         await pilot.pause()
-        assert app.screen is screen and screen.query_one(TabbedContent).active == "species"
+        assert app.screen is screen and screen.tab == "species"
         assert screen.name_ == other and not screen.query_one("#search").display
         assert len(table_rows(screen, "#species-table")) == report["num_classes"]
-        screen.query_one(TabbedContent).active = "summary"
+        await pilot.click("#tabs", offset=(len("Species   ") + 2, 0))  # on "Summary"
         await pilot.pause()
+        assert screen.tab == "summary"
         other_result = next(m for m in report["models"] if m["name"] == other)[
             "results"]["test"]
         assert summary_lines(screen)["NLL"] == fmt(other_result["nll"], "float")
@@ -284,8 +286,8 @@ def test_loading_runs_in_a_worker_and_q_quits_while_it_runs(key):
     app = ReportApp(load=load, total=10_000)
 
     async def steps(pilot):
-        for _ in range(100):
-            if started.is_set() and len(calls) > 3:
+        for _ in range(100):  # the bar moves a few times a second (PROGRESS_INTERVAL_S)
+            if started.is_set() and app.screen.query_one("#progress").progress > 0:
                 break
             await pilot.pause(0.05)
         assert app.screen.query_one("#progress").progress > 0  # the bar moves
@@ -432,3 +434,70 @@ def test_line_table_cursor_scrolling_clicks_and_fixed_columns():
         assert events[-1] == ("header", "id")
 
     run(app, (60, 20), steps)
+
+
+def test_line_table_draws_cells_as_rich_text_would():
+    """The table builds its lines from segments directly: each character and its style
+    must be what rendering the same cells as one rich Text gives (truncation with an
+    ellipsis, right-justified numbers, a styled cell, double-width names) and a row's
+    style ("dim": a model without the split) must reach every cell."""
+    from rich.segment import Segment
+    from rich.style import Style
+    from rich.text import Text
+    from textual.app import App
+
+    from plantkit.report.tui.line_table import PADDING, LineTable
+
+    cells = ["Quercus robur × petraea, a long hybrid name", Text("91.2", style="bold green",
+                                                                 justify="right"),
+             "7", "種の名前"]
+
+    def reference(table, cells, style):
+        line = Text(style=style or "")
+        for column, cell in zip(table.columns, cells):
+            text = Text(cell, justify=column.justify) if isinstance(cell, str) else cell.copy()
+            text.truncate(column.width, overflow="ellipsis")
+            gap = " " * (column.width - text.cell_len)
+            line.append(" " * PADDING)
+            if text.justify == "right":
+                line.append(gap)
+                line.append_text(text)
+            else:
+                line.append_text(text)
+                line.append(gap)
+            line.append(" " * PADDING)
+        console = table.app.console
+        # the row's style under every cell's, as a console renders a Text's base style
+        return list(Segment.apply_style(line.render(console),
+                                        console.get_style(style) if style else None))
+
+    def styled_chars(segments):
+        return [(ch, Style.combine([s.style or Style.null()])) for s in segments
+                for ch in s.text]
+
+    class One(App):
+        def compose(self):
+            yield LineTable(id="t")
+
+        def on_mount(self):
+            table = self.query_one(LineTable)
+            table.add_column("name", key="name", width=20)
+            table.add_column("top-1", key="top1", justify="right")
+            table.add_column("n", key="n", justify="right")
+            table.add_column("ja", key="ja")
+            table.add_rows([(cells, "a", None), (["x", Text("1"), "12345", "a"], "b", "dim")])
+
+    app = One()
+
+    async def steps(pilot):
+        table = app.query_one(LineTable)
+        for row, style in ((0, None), (1, "dim")):
+            drawn = table._line(table.get_row_at(row), style)
+            assert drawn.cell_length == sum(c.width + 2 * PADDING for c in table.columns)
+            ours = styled_chars(list(drawn))
+            theirs = styled_chars(reference(table, table.get_row_at(row), style))
+            assert "".join(c for c, _ in ours) == "".join(c for c, _ in theirs)
+            assert ours == theirs
+        assert "…" in table.render_line(1).text and "91.2" in table.render_line(1).text
+
+    run(app, (80, 10), steps)

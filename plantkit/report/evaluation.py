@@ -1,5 +1,5 @@
 """Each store's model entry of the report: its evaluation (`metrics.evaluate_store`), cost,
-history and notes, computed in this process or in a pool of spawned ones."""
+history and notes, computed in this process or in a pool of processes."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
     workers = max(1, min(workers, len(stores)))
     if workers == 1:
         return [_evaluate_model(s, chosen, train_counts, evaluation, advance) for s in stores]
-    # A store is a few seconds of single-threaded NumPy: one process per core divides the
-    # wall time by the cores. Spawned, not forked: the parent holds open HDF5 files.
+    # A store is a second of single-threaded NumPy: one process per core divides the wall
+    # time by the cores.
     rows = [metrics.evaluation_rows(s, [x for x in chosen if x in s.splits],
                                     avg_ks=evaluation["avg_ks"]) for s in stores]
-    context = multiprocessing.get_context("spawn")
+    context = _pool_context()
     models: list[dict | None] = [None] * len(stores)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = {
@@ -58,6 +58,31 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
     if len(done) != len(models):  # as_completed yields every future or raises
         raise RuntimeError("a store's evaluation went missing")
     return done
+
+
+# What the evaluating processes import before they fork: this module and scikit-learn
+# (per-class metrics), whose import of scipy.stats is 1.7-2.3 s of CPU that each spawned
+# process paid again.
+_PRELOAD = [__name__, "sklearn.metrics"]
+
+
+def _pool_context():
+    """Processes forked from a fork server that imported _PRELOAD once; spawned where the
+    platform has none. Never forked from this process: it holds open HDF5 files."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def start_evaluation_server() -> None:
+    """Start the evaluating processes' fork server now, its imports on another core while
+    this process opens the stores (or the TUI starts); `evaluate_all` starts it otherwise."""
+    if _pool_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _evaluate_path(path, chosen, train_counts, evaluation: dict) -> dict:
@@ -168,4 +193,4 @@ def set_views(result: dict, image_counts: np.ndarray) -> None:
     )
 
 
-__all__ = ["evaluate_all", "class_accuracy", "set_views"]
+__all__ = ["evaluate_all", "class_accuracy", "set_views", "start_evaluation_server"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Callable
 
 from textual.app import App, ComposeResult
@@ -32,6 +33,9 @@ __all__ = ["CompareScreen", "HelpScreen", "LeaderboardScreen", "LoadCancelled", 
 Loader = Callable[[Callable[[int], None]], dict]
 
 
+PROGRESS_INTERVAL_S = 0.25  # the loading bar's moves, at most one per this many seconds
+
+
 class LoadCancelled(Exception):
     """Raised inside the loading thread once the user quit the app."""
 
@@ -49,7 +53,7 @@ HELP = """\
   m or space    mark a model (the last two)      c   compare the two marked
   n             show or hide the notes
 
-[b]Model[/b]  tabs Species · Summary · History (click, or Tab then ← →)
+[b]Model[/b]  tabs Species · Summary · History (t: next tab, or click its name)
   /             search species by name or id     b   bucket: all, many, medium, few
   s / r / v     sort column / reverse / split    Esc back
 
@@ -87,7 +91,7 @@ class ReportApp(App):
     #title { height: auto; padding: 0 1; background: $boost; }
     #notes { height: auto; max-height: 6; padding: 0 1; color: $text-muted; }
     #board, #species-table, #compare-table { height: 1fr; }
-    ModelScreen TabbedContent, ModelScreen TabPane { height: 1fr; }
+    #panes, #panes > * { height: 1fr; }
     #loading { align: center middle; height: 1fr; }
     #help { width: auto; max-width: 90; height: auto; padding: 1 2; border: round $accent;
             background: $surface; }
@@ -127,18 +131,26 @@ class ReportApp(App):
             self.pop_screen()
 
     async def _exit_when_composed(self, return_code: int = 0) -> None:
-        # Exiting while the model screen is still being composed would stop its tabs
-        # half-mounted (Textual then raises "No Tab with id ..."): a load error or a q
+        # Exiting while a screen is still being composed would stop it half-mounted (with
+        # Textual's TabbedContent that raised "No Tab with id ..."): a load error or a q
         # right at the start waits for that first.
         for mounted in self._composing:
             await mounted
         self.exit(None, return_code)
 
     def _load_report(self) -> None:
+        unshown, shown_at = 0, time.monotonic()
+
         def advance(n: int = 1) -> None:
+            nonlocal unshown, shown_at
             if self._quit.is_set():
                 raise LoadCancelled
-            self.call_from_thread(self._advance, n)
+            # The bar moves a few times a second, not at every chunk: each move redraws
+            # it on the UI thread, CPU the evaluating processes want.
+            unshown += n
+            if time.monotonic() - shown_at >= PROGRESS_INTERVAL_S:
+                self.call_from_thread(self._advance, unshown)
+                unshown, shown_at = 0, time.monotonic()
 
         try:
             report = self.load(advance) if self.load is not None else None

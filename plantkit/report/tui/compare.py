@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
 from plantkit.report.tui import view
-from plantkit.report.tui.line_table import LineTable
+from plantkit.report.tui.line_table import LineTable, column_widths
 from plantkit.report.tui.widgets import (
     SPECIES_NAME_WIDTH,
     KeyBar,
@@ -33,9 +34,13 @@ class CompareScreen(ReportScreen):
         self.first, self.second = "", ""
         self.descending = True
         self._composed = False
+        self._made: dict[tuple[str, str, str], tuple[dict, list[list[Text | str]],
+                                                     list[int]]] = {}
 
     def show(self, report: dict, first: str, second: str, split: str) -> None:
         """Fill the screen with `second`'s gain over `first` on `split`, largest first."""
+        if report is not self.report:
+            self._made = {}
         self.report, self.split = report, split
         self.first, self.second = first, second
         self.descending = True
@@ -56,23 +61,32 @@ class CompareScreen(ReportScreen):
         self.refresh_rows()
         self.query_one("#compare-table", LineTable).focus()
 
-    def comparison(self) -> dict:
-        return view.compare(self.report, self.first, self.second, self.split)
+    def comparison(self) -> tuple[dict, list[list[Text | str]], list[int]]:
+        """view.compare's result, its rows' cells and the columns' widths, made once for
+        each pair and split: reverse and a return to the pair only reorder them."""
+        key = (self.first, self.second, self.split)
+        if key not in self._made:
+            result = view.compare(self.report, self.first, self.second, self.split)
+            hows = [how for _, _, how in view.COMPARE_COLUMNS]
+            # plain strings but the gains, green where the second model wins
+            cells: list[list[Text | str]] = [
+                [cell(text, how, row["gain"] > 0) if how == "gain" else text
+                 for text, how in zip(view.compare_cells(row), hows)]
+                for row in result["rows"]]
+            self._made[key] = result, cells, column_widths(cells)
+        return self._made[key]
 
     def refresh_rows(self) -> None:
-        result = self.comparison()
-        rows = result["rows"] if self.descending else result["rows"][::-1]
+        result, cells, widths = self.comparison()
+        order = range(len(cells)) if self.descending else range(len(cells) - 1, -1, -1)
         table = self.query_one("#compare-table", LineTable)
         table.clear(columns=True)
         for key, header, how in view.COMPARE_COLUMNS:
             label = {"first": self.first, "second": self.second}.get(key, header)
             table.add_column(label, key=key, justify=justify(how),
                              width=SPECIES_NAME_WIDTH if key == "name" else None)
-        hows = [how for _, _, how in view.COMPARE_COLUMNS]
-        # plain strings but the gains, green where the second model wins
-        table.add_rows(([cell(text, how, row["gain"] > 0) if how == "gain" else text
-                         for text, how in zip(view.compare_cells(row), hows)],
-                        str(row["index"]), None) for row in rows)
+        table.add_rows(((cells[i], str(result["rows"][i]["index"]), None) for i in order),
+                       widths=widths)
         self.query_one("#title", Static).update(
             f"[b]{self.second} vs {self.first}[/b] · {self.split} · top-1 per species: "
             f"{self.second} wins {result['won']:,}, loses {result['lost']:,}, ties "

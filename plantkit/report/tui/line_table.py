@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.console import JustifyMethod
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -35,6 +36,19 @@ class Column:
     max_width: int | None
     justify: JustifyMethod  # of the cells given as plain strings
     width: int = 0  # the widest of the label and the cells, at most max_width
+
+
+def column_widths(rows: Iterable[Sequence[Text | str]]) -> list[int]:
+    """The widest cell of each column, in terminal cells (what `add_rows(widths=)` takes)."""
+    widths: list[int] = []
+    for cells in rows:
+        for i, cell in enumerate(cells):
+            width = cell_len(cell) if isinstance(cell, str) else cell.cell_len
+            if i == len(widths):
+                widths.append(width)
+            elif width > widths[i]:
+                widths[i] = width
+    return widths
 
 
 class LineTable(ScrollView, can_focus=True):
@@ -91,12 +105,16 @@ class LineTable(ScrollView, can_focus=True):
         self._rows: list[tuple[str, Sequence[Text | str], str | None]] = []
         self._index: dict[str, int] = {}
         self._lines: dict[int, Strip] = {}  # row -> its line without cursor or stripes
+        # row -> its line as drawn (stripes, scroll, width; not the cursor's) for _drawn_view
+        self._drawn: dict[int, Strip] = {}
+        self._drawn_view: tuple[int, int] = (0, 0)
+        self._styles: tuple[Style, Style, Style, Style] | None = None
         self.cursor_row = 0
 
     # ------------------------------------------------------------------ filling
 
     def clear(self, columns: bool = False) -> None:
-        self._rows, self._index, self._lines = [], {}, {}
+        self._rows, self._index, self._lines, self._drawn = [], {}, {}, {}
         if columns:
             self.columns = []
         self.cursor_row = 0
@@ -116,16 +134,14 @@ class LineTable(ScrollView, can_focus=True):
         rich Text (its own style and justify) or a plain string (the column's justify),
         which is cheaper: it becomes Text only if its row is drawn. `widths`: each
         column's widest cell, known to the caller, so no cell is measured here."""
+        first = len(self._rows)
         for cells, key, style in rows:
             key = str(len(self._rows)) if key is None else key
             self._index[key] = len(self._rows)
             self._rows.append((key, cells, style))
-            if widths is None:
-                for column, cell in zip(self.columns, cells):
-                    width = cell_len(cell) if isinstance(cell, str) else cell.cell_len
-                    if width > column.width:
-                        column.width = width
-        for column, width in zip(self.columns, widths or ()):
+        if widths is None:
+            widths = column_widths(cells for _, cells, _ in self._rows[first:])
+        for column, width in zip(self.columns, widths):
             column.width = max(column.width, width)
         self._resized()
 
@@ -133,7 +149,7 @@ class LineTable(ScrollView, can_focus=True):
         for column in self.columns:
             if column.max_width is not None:
                 column.width = min(column.width, column.max_width)
-        self._lines = {}
+        self._lines, self._drawn = {}, {}
         self.virtual_size = Size(self._total_width(), len(self._rows) + 1)
         self.refresh()
 
@@ -223,51 +239,88 @@ class LineTable(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ drawing
 
     def _line(self, cells: Sequence[Text | str], style: str | None = None) -> Strip:
-        line = Text(no_wrap=True, overflow="ellipsis", style=style or "")
+        """A row (or the header) as one strip: a few segments a cell, built directly (3-4x
+        faster than composing a rich Text and rendering it, which a full screen of rows
+        paid on every sort, search and screen). A cell holding styled spans is left to rich."""
+        console = self.app.console
+        row_style = console.get_style(style) if style else Style.null()
         pad = " " * PADDING
+        segments: list[Segment] = []
         for column, cell in zip(self.columns, cells):
-            text = Text(cell, justify=column.justify) if isinstance(cell, str) else cell.copy()
-            if text.cell_len > column.width:
-                text.truncate(column.width, overflow="ellipsis")
-            gap = " " * (column.width - text.cell_len)
-            line.append(pad)
-            if text.justify == "right":
-                line.append(gap)
-                line.append_text(text)
+            if isinstance(cell, str):
+                text, cell_style, justify = cell, row_style, column.justify
+            elif cell.spans:
+                segments.extend(self._rich_cell(cell, column, row_style))
+                continue
             else:
-                line.append_text(text)
-                line.append(gap)
-            line.append(pad)
-        segments = list(line.render(self.app.console))
-        return Strip(segments, line.cell_len)
+                text, justify = cell.plain, cell.justify or "left"  # its own, as add_rows says
+                cell_style = row_style + (console.get_style(cell.style) if cell.style
+                                          else Style.null())
+            width = cell_len(text)
+            if width > column.width:
+                text = set_cell_size(text, max(0, column.width - 1)) + "…"
+                width = cell_len(text)
+            gap = " " * max(0, column.width - width)
+            left, right = (pad + gap, pad) if justify == "right" else (pad, gap + pad)
+            segments += [Segment(left, row_style), Segment(text, cell_style),
+                         Segment(right, row_style)]
+        return Strip(segments, self._total_width())
+
+    def _rich_cell(self, cell: Text, column: Column, row_style: Style) -> list[Segment]:
+        text = cell.copy()
+        text.truncate(column.width, overflow="ellipsis", pad=True)
+        line = Text(" " * PADDING, style=row_style)
+        line.append_text(text)
+        line.append(" " * PADDING)
+        return list(line.render(self.app.console))
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()  # a theme, focus or blur: other styles for every row
+        self._drawn = {}
+        self._styles = None
+
+    def _view_styles(self) -> tuple[Style, Style, Style, Style]:
+        """(the table's, the header's, the cursor's, an even row's) style, looked up once."""
+        if self._styles is None:
+            get = self.get_component_rich_style
+            self._styles = (self.rich_style, get("line-table--header"),
+                            get("line-table--cursor"), get("line-table--even-row"))
+        return self._styles
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
+        view = (int(self.scroll_x), width)
+        if view != self._drawn_view:  # each drawn row is cut for one scroll and width
+            self._drawn, self._drawn_view = {}, view
+        base, header, cursor, even = self._view_styles()
         if y == 0:
-            header = [Text(c.label, justify="left") for c in self.columns]
-            strip = self._line(header).apply_style(
-                self.get_component_rich_style("line-table--header"))
-        else:
-            row = int(self.scroll_y) + y - 1
-            if row >= len(self._rows):
-                return Strip.blank(width, self.rich_style)
-            if row not in self._lines:
-                _, cells, style = self._rows[row]
-                self._lines[row] = self._line(cells, style)
-            strip = self._lines[row]
-            if row == self.cursor_row:
-                strip = strip.apply_style(self.get_component_rich_style("line-table--cursor"))
-            elif row % 2:
-                strip = strip.apply_style(
-                    self.get_component_rich_style("line-table--even-row"))
-        strip = self._scrolled(strip, width)
-        return strip.apply_style(self.rich_style)
+            line = self._line([Text(c.label, justify="left") for c in self.columns])
+            return self._scrolled(line.apply_style(header), width).apply_style(base)
+        row = int(self.scroll_y) + y - 1
+        if row >= len(self._rows):
+            return Strip.blank(width, base)
+        if row == self.cursor_row:
+            return self._scrolled(self._row_line(row).apply_style(cursor), width
+                                  ).apply_style(base)
+        if row not in self._drawn:
+            line = self._row_line(row)
+            if row % 2:
+                line = line.apply_style(even)
+            self._drawn[row] = self._scrolled(line, width).apply_style(base)
+        return self._drawn[row]
+
+    def _row_line(self, row: int) -> Strip:
+        if row not in self._lines:
+            _, cells, style = self._rows[row]
+            self._lines[row] = self._line(cells, style)
+        return self._lines[row]
 
     def _scrolled(self, strip: Strip, width: int) -> Strip:
         """The fixed columns, then the rest from scroll_x, cut or padded to `width`."""
-        fixed = self._total_width(self.columns[:self.fixed_columns])
-        start = fixed + int(self.scroll_x)
-        parts = [strip.crop(0, fixed), strip.crop(start, start + max(0, width - fixed))]
-        joined = Strip.join(parts)
-        return joined.extend_cell_length(width, Style()).crop(0, width)
-
+        scroll = int(self.scroll_x)
+        if scroll:
+            fixed = self._total_width(self.columns[:self.fixed_columns])
+            start = fixed + scroll
+            strip = Strip.join([strip.crop(0, fixed),
+                                strip.crop(start, start + max(0, width - fixed))])
+        return strip.extend_cell_length(width, Style()).crop(0, width)

@@ -7,26 +7,22 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import (
-    DataTable,
-    Input,
-    Label,
-    Sparkline,
-    Static,
-    TabbedContent,
-    TabPane,
-)
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import ContentSwitcher, DataTable, Input, Label, Sparkline, Static
 
 from plantkit.report.tui import view
-from plantkit.report.tui.line_table import LineTable
+from plantkit.report.tui.line_table import LineTable, column_widths
 from plantkit.report.tui.widgets import (
     SPECIES_NAME_WIDTH,
     KeyBar,
     ReportScreen,
+    TabBar,
     justify,
     split_after,
 )
+
+# The model screen's tabs: (id, label).
+TABS = (("species", "Species"), ("summary", "Summary"), ("history", "History"))
 
 
 class ModelScreen(ReportScreen):
@@ -35,6 +31,7 @@ class ModelScreen(ReportScreen):
 
     BINDINGS = [
         Binding("escape", "back", "Back"),
+        Binding("t", "next_tab", "Tab"),
         Binding("slash", "search", "Search"),
         Binding("b", "next_bucket", "Bucket"),
         Binding("s", "next_sort", "Sort"),
@@ -49,9 +46,9 @@ class ModelScreen(ReportScreen):
         self.bucket: str | None = None
         self.order: view.Order | None = None  # None: by train images, largest first
         self.columns: list[tuple[str, str, str]] = []
-        # (model, split) -> its species rows and their cells, made once: a search, a sort or
-        # a bucket only chooses and orders them
-        self._tables: dict[tuple[str, str], view.SpeciesTable] = {}
+        # (model, split) -> its species rows, their cells and the columns' widths, made once:
+        # a search, a sort or a bucket only chooses and orders them
+        self._tables: dict[tuple[str, str], tuple[view.SpeciesTable, list[int]]] = {}
         self._composed = False
         self._stale_tabs: set[str] = set()  # tabs not yet filled for the model shown
 
@@ -68,24 +65,23 @@ class ModelScreen(ReportScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
-        with TabbedContent(initial="species"):
-            with TabPane("Species", id="species"):
+        yield TabBar(list(TABS), id="tabs")
+        with ContentSwitcher(initial="species", id="panes"):
+            with Vertical(id="species"):
                 yield Input(placeholder="search species by name or id (Enter: table)",
                             id="search")
                 yield LineTable(id="species-table")
-            with TabPane("Summary", id="summary"):
-                with VerticalScroll():
-                    yield Static(id="details")
-                    yield Label(id="histogram-label")
-                    yield Sparkline([], id="histogram")
-                    yield Label(id="by-count-label")
-                    yield Sparkline([], id="by-count")
-                    yield Static(id="by-count-table")
-            with TabPane("History", id="history"):
-                with VerticalScroll():
-                    yield Label(id="curve-label")
-                    yield Sparkline([], id="curve")
-                    yield DataTable(id="history-table", zebra_stripes=True)
+            with VerticalScroll(id="summary"):
+                yield Static(id="details")
+                yield Label(id="histogram-label")
+                yield Sparkline([], id="histogram")
+                yield Label(id="by-count-label")
+                yield Sparkline([], id="by-count")
+                yield Static(id="by-count-table")
+            with VerticalScroll(id="history"):
+                yield Label(id="curve-label")
+                yield Sparkline([], id="curve")
+                yield DataTable(id="history-table", zebra_stripes=True)
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -96,7 +92,7 @@ class ModelScreen(ReportScreen):
     def _reset_widgets(self) -> None:
         box = self.query_one("#search", Input)
         box.value, box.display = "", False
-        self.query_one(TabbedContent).active = "species"
+        self.show_tab("species")
         self.refresh_all()
         self.query_one("#species-table", LineTable).focus()
 
@@ -105,26 +101,44 @@ class ModelScreen(ReportScreen):
         now, if it is the one shown): a key pays only for what is on screen."""
         self._stale_tabs = {"summary", "history"}
         self.refresh_species()
-        self._refresh_tab(self.query_one(TabbedContent).active)
+        self._refresh_tab(self.tab)
 
-    @on(TabbedContent.TabActivated)
-    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
-        self._refresh_tab(event.pane.id or "")
+    @property
+    def tab(self) -> str:
+        """The tab shown: species, summary or history."""
+        return self.query_one("#panes", ContentSwitcher).current or "species"
+
+    def show_tab(self, tab: str) -> None:
+        self.query_one("#panes", ContentSwitcher).current = tab
+        self.query_one("#tabs", TabBar).show(tab)
+        self._refresh_tab(tab)
+        if tab == "species":
+            self.query_one("#species-table", LineTable).focus()
+        else:
+            self.query_one(f"#{tab}", VerticalScroll).focus()  # its keys scroll it
+
+    def action_next_tab(self) -> None:
+        keys = [key for key, _ in TABS]
+        self.show_tab(keys[(keys.index(self.tab) + 1) % len(keys)])
+
+    @on(TabBar.Chosen)
+    def _tab_chosen(self, event: TabBar.Chosen) -> None:
+        self.show_tab(event.tab)
 
     def _refresh_tab(self, tab: str) -> None:
         if tab in self._stale_tabs:
             self._stale_tabs.discard(tab)
             (self.refresh_summary if tab == "summary" else self.refresh_history)()
 
-    def _table(self) -> view.SpeciesTable:
+    def _table(self) -> tuple[view.SpeciesTable, list[int]]:
         key = (self.name_, self.split)
         if key not in self._tables:
-            self._tables[key] = view.SpeciesTable.of(self.report, self.name_, self.split,
-                                                     self.columns)
+            table = view.SpeciesTable.of(self.report, self.name_, self.split, self.columns)
+            self._tables[key] = table, column_widths(table.cells.values())
         return self._tables[key]
 
     def species(self) -> list[dict]:
-        rows = view.filter_species(self._table().rows, self.query_text, self.bucket)
+        rows = view.filter_species(self._table()[0].rows, self.query_text, self.bucket)
         return view.sorted_rows(rows, self.order)
 
     def refresh_species(self) -> None:
@@ -140,10 +154,10 @@ class ModelScreen(ReportScreen):
                              width=SPECIES_NAME_WIDTH if key == "name" else None)
         table.fixed_columns = 2  # id and name stay while the numbers scroll
         rows = self.species()
-        species = self._table()
+        species, widths = self._table()
         # the widths of every species, not of those shown: a search keeps the columns put
         table.add_rows(((species.cells[row["index"]], str(row["index"]), None)
-                        for row in rows), widths=species.widths)
+                        for row in rows), widths=widths)
         model = view.model_entry(self.report, self.name_)
         bucket = f" · bucket {self.bucket}" if self.bucket else ""
         search = f" · search '{self.query_text}'" if self.query_text else ""
@@ -207,7 +221,7 @@ class ModelScreen(ReportScreen):
         self.app.pop_screen()
 
     def action_search(self) -> None:
-        self.query_one(TabbedContent).active = "species"
+        self.show_tab("species")
         box = self.query_one("#search", Input)
         box.display = True
         box.focus()

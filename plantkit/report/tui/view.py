@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rich.cells import cell_len
 
 from plantkit.metrics import PER_CLASS_TOP_K, shot_buckets
 from plantkit.report.columns import COLUMNS
@@ -153,21 +152,17 @@ def species_cells(columns: Sequence[tuple[str, str, str]], row: dict) -> list[st
 
 @dataclass(frozen=True)
 class SpeciesTable:
-    """A model's species on one split, formatted once: the rows of `species_rows`, each
-    row's cells by its index, and the widest cell of each column (in terminal cells)."""
+    """A model's species on one split, formatted once: the rows of `species_rows` and each
+    row's cells by its index."""
 
     rows: list[dict]
     cells: dict[int, list[str]]
-    widths: list[int]
 
     @classmethod
     def of(cls, report: dict, name: str, split: str,
            columns: Sequence[tuple[str, str, str]]) -> SpeciesTable:
         rows = species_rows(report, name, split)
-        cells = {row["index"]: species_cells(columns, row) for row in rows}
-        widths = [max(map(cell_len, column), default=0)
-                  for column in zip(*cells.values())] or [0] * len(columns)
-        return cls(rows, cells, widths)
+        return cls(rows, {row["index"]: species_cells(columns, row) for row in rows})
 
 
 def accuracy_histogram(report: dict, name: str, split: str) -> list[int]:
@@ -249,16 +244,16 @@ def history_points(report: dict, name: str) -> tuple[list[str], list[list[str]],
 def compare(report: dict, first: str, second: str, split: str) -> dict:
     """Per-species top-1 of `second` minus `first` on `split`: rows sorted by the gain
     (largest first; ties by train images), and the species won, lost and tied."""
-    a = species_rows(report, first, split)
-    b = {r["index"]: r for r in species_rows(report, second, split)}
-    rows = []
-    for row in a:
-        other = b[row["index"]]
-        if row["top1"] is None or other["top1"] is None:
-            continue
-        rows.append({**{k: row[k] for k in ("index", "id", "name", "train", "bucket")},
-                     "first": row["top1"], "second": other["top1"],
-                     "gain": other["top1"] - row["top1"]})
+    a = model_entry(report, first)["results"][split]["per_class_accuracy"]
+    b = model_entry(report, second)["results"][split]["per_class_accuracy"]
+    train = report.get("train_counts")
+    bucket_of = _buckets(train, report["num_classes"])
+    rows = [{"index": i, "id": str(class_id), "name": species,
+             "train": None if train is None else int(train[i]), "bucket": bucket_of[i],
+             "first": a[i], "second": b[i], "gain": b[i] - a[i]}
+            for i, (class_id, species) in enumerate(zip(report["classes"]["ids"],
+                                                        report["classes"]["names"]))
+            if a[i] is not None and b[i] is not None]
     rows.sort(key=lambda r: (-r["gain"], -(r["train"] or 0), r["index"]))
     return {"first": first, "second": second, "split": split, "rows": rows,
             "won": sum(r["gain"] > 0 for r in rows), "lost": sum(r["gain"] < 0 for r in rows),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from rich.console import JustifyMethod
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -66,3 +68,47 @@ class KeyBar(Static):
             text.append(self.app.get_key_display(binding), style="bold")
             text.append(f" {binding.description}  ")
         self.update(text)
+
+
+class TabBar(Static):
+    """One line of tab names, the shown one highlighted; a click on a name chooses it.
+
+    Not Textual's TabbedContent: its tabs, underline and panes made opening a model 30-45 ms
+    slower (benchmarks/bench_tui.py); the screen switches its panes with a ContentSwitcher."""
+
+    DEFAULT_CSS = "TabBar { height: 1; padding: 0 1; background: $boost; }"
+    GAP = "   "
+
+    class Chosen(Message):
+        """A click on a tab's name."""
+
+        def __init__(self, tab: str):
+            super().__init__()
+            self.tab = tab
+
+    def __init__(self, tabs: list[tuple[str, str]], **kwargs):
+        super().__init__(**kwargs)
+        self.tabs = tabs  # (id, label)
+        self.active = tabs[0][0]
+
+    def on_mount(self) -> None:
+        self.show(self.active)
+
+    def show(self, tab: str) -> None:
+        self.active = tab
+        text = Text()
+        for i, (key, label) in enumerate(self.tabs):
+            text.append(self.GAP if i else "")
+            text.append(label, style="bold reverse" if key == tab else "")
+        self.update(text)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        left = 0
+        for key, label in self.tabs:
+            if left <= offset.x < left + len(label):
+                self.post_message(self.Chosen(key))
+                return
+            left += len(label) + len(self.GAP)
