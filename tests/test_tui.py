@@ -501,3 +501,43 @@ def test_line_table_draws_cells_as_rich_text_would():
         assert "…" in table.render_line(1).text and "91.2" in table.render_line(1).text
 
     run(app, (80, 10), steps)
+
+
+def test_a_model_without_the_split_shown_opens_and_compares_on_one_it_has(artifacts,
+                                                                           tmp_path):
+    """A store without the test split is on the test leaderboard (dim, '-'); Enter on it and
+    a comparison with it show a split it holds, saying so, instead of failing."""
+    import shutil
+
+    import h5py
+
+    art, _ = artifacts
+    root = tmp_path / "art"
+    shutil.copytree(art / "experts", root / "experts")
+    with h5py.File(root / "experts" / "small" / "predictions.h5", "a") as store:
+        del store["splits"]["test"]
+    code, out, err = cli("--artifacts", root, "report", "--json", "--workers", "1")
+    assert code == 0, err
+    report = json.loads(out)
+    app = ReportApp(report=report, split="test")
+    small_val = next(m for m in report["models"] if m["name"] == "small")["results"]["val"]
+
+    async def steps(pilot):
+        names = [r[1] for r in table_rows(app.screen, "#board")]
+        assert names[-1] == "small"  # no test top-1: ranked last
+        await pilot.press("end", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ModelScreen) and (screen.name_, screen.split) == (
+            "small", "val")
+        ids = report["classes"]["ids"]
+        top1 = [h for _, h, _ in view.species_columns(report)].index("top-1")
+        for cells in table_rows(screen, "#species-table"):
+            assert cells[top1] == fmt(small_val["per_class_accuracy"][ids.index(cells[0])],
+                                      "pct")
+        await pilot.press("escape", "m", "home", "m", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen) and app.screen.split == "val"
+        await pilot.press("escape")
+
+    run(app, (100, 30), steps)

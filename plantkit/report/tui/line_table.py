@@ -6,7 +6,7 @@ or screen (benchmarks/bench_tui.py measured it). Here rows are plain lists of ri
 a row is turned into a line only when it is first drawn, and a new sort or filter only
 replaces the list. The subset of DataTable's interface the screens use is kept (clear,
 add_column, add_row, row_count, get_row_at, cursor_row, move_cursor, get_row_index,
-HeaderSelected and RowSelected on a header click, Enter or a row click).
+HeaderSelected and RowSelected on a header click, Enter or a row click), and CursorMoved.
 """
 
 from __future__ import annotations
@@ -82,6 +82,17 @@ class LineTable(ScrollView, can_focus=True):
         def __init__(self, table: LineTable, column_key: str):
             super().__init__()
             self.table, self.column_key = table, column_key
+
+        @property
+        def control(self) -> LineTable:
+            return self.table
+
+    class CursorMoved(Message):
+        """The cursor is on another row."""
+
+        def __init__(self, table: LineTable, row_key: str):
+            super().__init__()
+            self.table, self.row_key = table, row_key
 
         @property
         def control(self) -> LineTable:
@@ -183,7 +194,9 @@ class LineTable(ScrollView, can_focus=True):
     def move_cursor(self, *, row: int) -> None:
         if not self._rows:
             return
-        self.cursor_row = max(0, min(row, len(self._rows) - 1))
+        before, self.cursor_row = self.cursor_row, max(0, min(row, len(self._rows) - 1))
+        if self.cursor_row != before:
+            self.post_message(self.CursorMoved(self, self._rows[self.cursor_row][0]))
         visible = max(1, self.scrollable_content_region.height - 1)  # the header's line
         top = int(self.scroll_y)
         if self.cursor_row < top:

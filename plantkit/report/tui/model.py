@@ -55,13 +55,22 @@ class ModelScreen(ReportScreen):
     def show(self, report: dict, name: str, split: str) -> None:
         """Fill the screen with model `name` on `split`, as a new screen would open: the
         species tab, no search, no bucket, the default order."""
-        if report is not self.report:
-            self.report, self._tables = report, {}
-            self.columns = view.species_columns(report)
+        self._use(report)
         self.name_, self.split = name, split
         self.query_text, self.bucket, self.order = "", None, None
         if self._composed:
             self._reset_widgets()
+
+    def prepare(self, report: dict, name: str, split: str) -> None:
+        """Format model `name`'s species on `split` now, while the user is idle, so that
+        opening it later only lays them out."""
+        self._use(report)
+        self._table(name, split)
+
+    def _use(self, report: dict) -> None:
+        if report is not self.report:
+            self.report, self._tables = report, {}
+            self.columns = view.species_columns(report)
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -130,10 +139,12 @@ class ModelScreen(ReportScreen):
             self._stale_tabs.discard(tab)
             (self.refresh_summary if tab == "summary" else self.refresh_history)()
 
-    def _table(self) -> tuple[view.SpeciesTable, list[int]]:
-        key = (self.name_, self.split)
+    def _table(self, name: str | None = None, split: str | None = None
+               ) -> tuple[view.SpeciesTable, list[int]]:
+        """The species of `name` on `split` (default: the model and split shown)."""
+        key = (name or self.name_, split or self.split)
         if key not in self._tables:
-            table = view.SpeciesTable.of(self.report, self.name_, self.split, self.columns)
+            table = view.SpeciesTable.of(self.report, *key, self.columns)
             self._tables[key] = table, column_widths(table.cells.values())
         return self._tables[key]
 
