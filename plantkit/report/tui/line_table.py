@@ -51,6 +51,18 @@ def column_widths(rows: Iterable[Sequence[Text | str]]) -> list[int]:
     return widths
 
 
+class TableMessage(Message):
+    """A message from a LineTable, which `@on(..., selector)` matches by the table."""
+
+    def __init__(self, table: LineTable):
+        super().__init__()
+        self.table = table
+
+    @property
+    def control(self) -> LineTable:
+        return self.table
+
+
 class LineTable(ScrollView, can_focus=True):
     """Rows of Text cells under a header that stays on top; the first `fixed_columns`
     columns stay on the left while the others scroll sideways."""
@@ -76,38 +88,26 @@ class LineTable(ScrollView, can_focus=True):
     LineTable > .line-table--even-row { background: $surface-lighten-1 20%; }
     """
 
-    class HeaderSelected(Message):
+    class HeaderSelected(TableMessage):
         """A click on a column's header."""
 
         def __init__(self, table: LineTable, column_key: str):
-            super().__init__()
-            self.table, self.column_key = table, column_key
+            super().__init__(table)
+            self.column_key = column_key
 
-        @property
-        def control(self) -> LineTable:
-            return self.table
-
-    class CursorMoved(Message):
+    class CursorMoved(TableMessage):
         """The cursor is on another row."""
 
         def __init__(self, table: LineTable, row_key: str):
-            super().__init__()
-            self.table, self.row_key = table, row_key
+            super().__init__(table)
+            self.row_key = row_key
 
-        @property
-        def control(self) -> LineTable:
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(TableMessage):
         """Enter or a click on a row."""
 
         def __init__(self, table: LineTable, row_key: str, cursor_row: int):
-            super().__init__()
-            self.table, self.row_key, self.cursor_row = table, row_key, cursor_row
-
-        @property
-        def control(self) -> LineTable:
-            return self.table
+            super().__init__(table)
+            self.row_key, self.cursor_row = row_key, cursor_row
 
     def __init__(self, *, fixed_columns: int = 0, **kwargs):
         super().__init__(**kwargs)
