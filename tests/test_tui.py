@@ -337,6 +337,17 @@ def test_the_worker_loads_the_report_build_report_gives(artifacts):
             await pilot.pause(0.05)
         assert [r[1:] for r in table_rows(app.screen, "#board")] == expected_board(
             report, "test", report["splits"]["test"]["leaderboard"])
+        # the species tables the loading thread made are the ones a model screen shows
+        name = table_rows(app.screen, "#board")[0][1]
+        await pilot.press("enter")
+        await pilot.pause()
+        result = next(m for m in report["models"] if m["name"] == name)["results"]["test"]
+        ids = report["classes"]["ids"]
+        top1 = [h for _, h, _ in view.species_columns(report)].index("top-1")
+        rows = table_rows(app.screen, "#species-table")
+        assert len(rows) == report["num_classes"]
+        for cells in rows:
+            assert cells[top1] == fmt(result["per_class_accuracy"][ids.index(cells[0])], "pct")
 
     run(app, (160, 48), steps)
 

@@ -22,7 +22,7 @@ from textual.widgets import Label, ProgressBar, Static
 from plantkit.errors import PlantkitInputError
 from plantkit.report.tui.compare import CompareScreen
 from plantkit.report.tui.leaderboard import LeaderboardScreen
-from plantkit.report.tui.model import ModelScreen
+from plantkit.report.tui.model import ModelScreen, SpeciesTables, species_tables
 from plantkit.report.tui.widgets import COMPARE_SCREEN, MODEL_SCREEN, KeyBar
 
 __all__ = ["CompareScreen", "HelpScreen", "LeaderboardScreen", "LoadCancelled", "Loader",
@@ -162,14 +162,21 @@ class ReportApp(App):
             self.call_from_thread(self._exit_when_composed, 2)  # type: ignore[arg-type]
             return
         if report is not None:
-            self.call_from_thread(self._show, report)
+            self.call_from_thread(self._show, report, species_tables(report))
 
     def _advance(self, n: int) -> None:
         if isinstance(self.screen, LoadingScreen):
             self.screen.query_one("#progress", ProgressBar).advance(n)
 
-    def _show(self, report: dict) -> None:
+    def _first_split(self, report: dict) -> str:
+        """The split the leaderboard opens on: --split's last, else the report's last."""
+        splits = list(report["splits"])
+        return self.split if self.split is not None and self.split in splits else splits[-1]
+
+    def _show(self, report: dict, tables: SpeciesTables | None = None) -> None:
         self.report = report
+        if tables:
+            self.get_screen(MODEL_SCREEN, ModelScreen).adopt(report, tables)
         # The report of 26 experts x 1,081 species is millions of objects that live as long
         # as the app: left to the cyclic collector, each of its full passes over them cost a
         # key 100-400 ms (benchmarks/bench_tui.py). Frozen, they are never traversed again.
@@ -181,8 +188,7 @@ class ReportApp(App):
                 "for what they hold, or choose one with --split")
             self.call_next(self._exit_when_composed, 2)
             return
-        splits = list(report["splits"])
-        split = self.split if self.split is not None and self.split in splits else splits[-1]
+        split = self._first_split(report)
         if isinstance(self.screen, LoadingScreen):
             self.switch_screen(LeaderboardScreen(report, split))
         else:

@@ -24,6 +24,23 @@ from plantkit.report.tui.widgets import (
 # The model screen's tabs: (id, label).
 TABS = (("species", "Species"), ("summary", "Summary"), ("history", "History"))
 
+SpeciesTables = dict[tuple[str, str], tuple[view.SpeciesTable, list[int]]]
+
+
+def species_table(report: dict, name: str, split: str
+                  ) -> tuple[view.SpeciesTable, list[int]]:
+    """Model `name`'s species on `split`, formatted, and the width of each column."""
+    table = view.SpeciesTable.of(report, name, split, view.species_columns(report))
+    return table, column_widths(table.cells.values())
+
+
+def species_tables(report: dict) -> SpeciesTables:
+    """The species table of every model on every split it holds (26 x 2 at Pl@ntNet scale:
+    0.3-0.6 s): made by the loading thread, so that opening a model only lays it out."""
+    return {(m["name"], split): species_table(report, m["name"], split)
+            for m in report["models"] for split in report["splits"]
+            if split in m["results"]}
+
 
 class ModelScreen(ReportScreen):
     """One screen for every model: the app composes it once and `show` fills it with the
@@ -48,7 +65,7 @@ class ModelScreen(ReportScreen):
         self.columns: list[tuple[str, str, str]] = []
         # (model, split) -> its species rows, their cells and the columns' widths, made once:
         # a search, a sort or a bucket only chooses and orders them
-        self._tables: dict[tuple[str, str], tuple[view.SpeciesTable, list[int]]] = {}
+        self._tables: SpeciesTables = {}
         self._composed = False
         self._stale_tabs: set[str] = set()  # tabs not yet filled for the model shown
 
@@ -144,9 +161,13 @@ class ModelScreen(ReportScreen):
         """The species of `name` on `split` (default: the model and split shown)."""
         key = (name or self.name_, split or self.split)
         if key not in self._tables:
-            table = view.SpeciesTable.of(self.report, *key, self.columns)
-            self._tables[key] = table, column_widths(table.cells.values())
+            self._tables[key] = species_table(self.report, *key)
         return self._tables[key]
+
+    def adopt(self, report: dict, tables: dict) -> None:
+        """Take the species tables `species_tables` made for `report` (off the UI thread)."""
+        self._use(report)
+        self._tables.update(tables)
 
     def species(self) -> list[dict]:
         rows = view.filter_species(self._table()[0].rows, self.query_text, self.bucket)
