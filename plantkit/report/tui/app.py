@@ -116,7 +116,7 @@ class ReportApp(App):
     def on_mount(self) -> None:
         self._compose_reused_screens()
         if self.report is not None:
-            self._show(self.report)
+            self._show(self.report, species_tables(self.report))
             return
         self.push_screen(LoadingScreen(self.total))
         self.run_worker(self._load_report, thread=True, exclusive=True)
@@ -173,10 +173,9 @@ class ReportApp(App):
         splits = list(report["splits"])
         return self.split if self.split is not None and self.split in splits else splits[-1]
 
-    def _show(self, report: dict, tables: SpeciesTables | None = None) -> None:
+    def _show(self, report: dict, tables: SpeciesTables) -> None:
         self.report = report
-        if tables:
-            self.get_screen(MODEL_SCREEN, ModelScreen).adopt(report, tables)
+        self.get_screen(MODEL_SCREEN, ModelScreen).adopt(report, tables)
         # The report of 26 experts x 1,081 species is millions of objects that live as long
         # as the app: left to the cyclic collector, each of its full passes over them cost a
         # key 100-400 ms (benchmarks/bench_tui.py). Frozen, they are never traversed again.

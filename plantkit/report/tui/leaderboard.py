@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from plantkit.report.columns import grouped_notes
@@ -21,9 +20,6 @@ from plantkit.report.tui.widgets import (
     cell,
     split_after,
 )
-
-# How long the cursor rests on a row before that model's species are prepared.
-PREPARE_AFTER_S = 0.3
 
 
 class LeaderboardScreen(ReportScreen):
@@ -57,22 +53,6 @@ class LeaderboardScreen(ReportScreen):
         self.query_one("#filter", Input).display = False
         self.refresh_rows()
         self.query_one("#board", LineTable).focus()
-        self._prepare_timer: Timer | None = None
-        self._prepare_soon()
-
-    @on(LineTable.CursorMoved, "#board")
-    def _prepare_soon(self) -> None:
-        """Once the cursor rests on a model, format its species for the model screen: Enter
-        then only lays them out (the rows of 1,081 species took 20 ms to make)."""
-        if self._prepare_timer is not None:
-            self._prepare_timer.stop()
-        self._prepare_timer = self.set_timer(PREPARE_AFTER_S, self._prepare)
-
-    def _prepare(self) -> None:
-        name = self.current_name()
-        if name is not None and self.split in view.model_entry(self.report, name)["results"]:
-            self.app.get_screen(MODEL_SCREEN, ModelScreen).prepare(self.report, name,
-                                                                  self.split)
 
     def _notes_text(self) -> str:
         notes = grouped_notes(self.report)

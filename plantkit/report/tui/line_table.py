@@ -6,7 +6,7 @@ or screen (benchmarks/bench_tui.py measured it). Here rows are plain lists of ri
 a row is turned into a line only when it is first drawn, and a new sort or filter only
 replaces the list. The subset of DataTable's interface the screens use is kept (clear,
 add_column, add_row, row_count, get_row_at, cursor_row, move_cursor, get_row_index,
-HeaderSelected and RowSelected on a header click, Enter or a row click), and CursorMoved.
+HeaderSelected and RowSelected on a header click, Enter or a row click).
 """
 
 from __future__ import annotations
@@ -94,13 +94,6 @@ class LineTable(ScrollView, can_focus=True):
         def __init__(self, table: LineTable, column_key: str):
             super().__init__(table)
             self.column_key = column_key
-
-    class CursorMoved(TableMessage):
-        """The cursor is on another row."""
-
-        def __init__(self, table: LineTable, row_key: str):
-            super().__init__(table)
-            self.row_key = row_key
 
     class RowSelected(TableMessage):
         """Enter or a click on a row."""
@@ -194,9 +187,7 @@ class LineTable(ScrollView, can_focus=True):
     def move_cursor(self, *, row: int) -> None:
         if not self._rows:
             return
-        before, self.cursor_row = self.cursor_row, max(0, min(row, len(self._rows) - 1))
-        if self.cursor_row != before:
-            self.post_message(self.CursorMoved(self, self._rows[self.cursor_row][0]))
+        self.cursor_row = max(0, min(row, len(self._rows) - 1))
         visible = max(1, self.scrollable_content_region.height - 1)  # the header's line
         top = int(self.scroll_y)
         if self.cursor_row < top:

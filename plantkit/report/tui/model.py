@@ -78,12 +78,6 @@ class ModelScreen(ReportScreen):
         if self._composed:
             self._reset_widgets()
 
-    def prepare(self, report: dict, name: str, split: str) -> None:
-        """Format model `name`'s species on `split` now, while the user is idle, so that
-        opening it later only lays them out."""
-        self._use(report)
-        self._table(name, split)
-
     def _use(self, report: dict) -> None:
         if report is not self.report:
             self.report, self._tables = report, {}
@@ -112,15 +106,14 @@ class ModelScreen(ReportScreen):
 
     def on_mount(self) -> None:
         self._composed = True
-        if self.report:  # shown before it was composed
+        if self.name_:  # shown before it was composed
             self._reset_widgets()
 
     def _reset_widgets(self) -> None:
         box = self.query_one("#search", Input)
         box.value, box.display = "", False
-        self.show_tab("species")
+        self.show_tab("species")  # and the species table focused
         self.refresh_all()
-        self.query_one("#species-table", LineTable).focus()
 
     def refresh_all(self) -> None:
         """The species now; the summary and the history when their tab is next shown (or
@@ -136,7 +129,9 @@ class ModelScreen(ReportScreen):
 
     def show_tab(self, tab: str) -> None:
         self.query_one("#panes", ContentSwitcher).current = tab
-        self.query_one("#tabs", TabBar).show(tab)
+        bar = self.query_one("#tabs", TabBar)
+        if bar.active != tab:
+            bar.show(tab)
         self._refresh_tab(tab)
         if tab == "species":
             self.query_one("#species-table", LineTable).focus()
