@@ -549,3 +549,46 @@ def test_data_root_gives_names_and_train_counts(plantnet_root, tmp_path):
     assert report["classes"]["names"][0] == "Lactuca virosa L."
     row = _row(report, "test", "tiny")
     assert row["few"] == pytest.approx(1.0) and row["many"] is None  # no class > 100
+
+
+def test_evaluating_processes_exit_when_the_report_is_killed(tmp_path):
+    """`plantkit report`'s pool processes, set up as evaluate_all sets them up, end on their
+    own once their parent is killed with SIGKILL (they used to wait for work forever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from plantkit.report.evaluation import _exit_with\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+        "                               initializer=_exit_with, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 120)\n"
+        "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              text=True)
+    worker = int(parent.stdout.readline())
+
+    def running(pid: int) -> bool:  # a zombie no one reaped has exited too
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+    assert running(worker)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # PARENT_CHECK_S is 1 s
+        if not running(worker):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the evaluating process outlived its killed parent")

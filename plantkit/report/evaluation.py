@@ -4,6 +4,9 @@ history and notes, computed in this process or in a pool of processes."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -34,12 +37,15 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
     if workers == 1:
         return [_evaluate_model(s, chosen, train_counts, evaluation, advance) for s in stores]
     # A store is a second of single-threaded NumPy: one process per core divides the wall
-    # time by the cores.
+    # time by the cores. Spawned, not forked: the parent holds open HDF5 files. (A fork
+    # server that imports scikit-learn once saved CPU but no wall time on 2 cores, and it
+    # outlived a parent killed with SIGKILL.)
     rows = [metrics.evaluation_rows(s, [x for x in chosen if x in s.splits],
                                     avg_ks=evaluation["avg_ks"]) for s in stores]
-    context = _pool_context()
+    context = multiprocessing.get_context("spawn")
     models: list[dict | None] = [None] * len(stores)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with,
+                             initargs=(os.getpid(),)) as pool:
         futures = {
             pool.submit(_evaluate_path, s.path, chosen, train_counts, evaluation): i
             for i, s in enumerate(stores)
@@ -60,29 +66,21 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
     return done
 
 
-# What the evaluating processes import before they fork: this module and scikit-learn
-# (per-class metrics), whose import of scipy.stats is 1.7-2.3 s of CPU that each spawned
-# process paid again.
-_PRELOAD = [__name__, "sklearn.metrics"]
+# How often an evaluating process looks whether the report's process still runs.
+PARENT_CHECK_S = 1.0
 
 
-def _pool_context():
-    """Processes forked from a fork server that imported _PRELOAD once; spawned where the
-    platform has none. Never forked from this process: it holds open HDF5 files."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return context
+def _exit_with(parent: int) -> None:
+    """In each evaluating process: exit once `parent` is gone. A parent killed with SIGKILL
+    cannot stop its pool, whose processes then waited for work forever."""
 
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:  # re-parented: the report's process died
+                os._exit(1)
 
-def start_evaluation_server() -> None:
-    """Start the evaluating processes' fork server now, its imports on another core while
-    this process opens the stores (or the TUI starts); `evaluate_all` starts it otherwise."""
-    if _pool_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+    threading.Thread(target=watch, name="plantkit-parent-watch", daemon=True).start()
 
 
 def _evaluate_path(path, chosen, train_counts, evaluation: dict) -> dict:
@@ -193,4 +191,4 @@ def set_views(result: dict, image_counts: np.ndarray) -> None:
     )
 
 
-__all__ = ["evaluate_all", "class_accuracy", "set_views", "start_evaluation_server"]
+__all__ = ["evaluate_all", "class_accuracy", "set_views"]

@@ -24,7 +24,7 @@ from plantkit import metrics
 from plantkit.metrics import to_plain
 from plantkit.report import inputs
 from plantkit.report.columns import AVERAGE_K, COLUMNS, MODEL_COLUMNS, column_k, topk_keys
-from plantkit.report.evaluation import evaluate_all, set_views, start_evaluation_server
+from plantkit.report.evaluation import evaluate_all, set_views
 from plantkit.store import open_store
 
 REPORT_FORMAT = "plantkit-report"
@@ -56,8 +56,6 @@ def build_report(
     """
     ks = metrics.parse_ks(ks)
     avg_ks = ks if avg_ks is None else metrics.parse_ks(avg_ks, "avg_ks")
-    if workers != 1 and len(store_paths) > 1:
-        start_evaluation_server()  # its imports while the stores are opened and checked
     with contextlib.ExitStack() as stack:
         stores = [stack.enter_context(open_store(p)) for p in store_paths]
         inputs.check_stores(stores)

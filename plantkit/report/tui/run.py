@@ -40,15 +40,11 @@ def run_tui(store_paths: Sequence[str | os.PathLike], *, splits: Sequence[str] |
             ks: Sequence[int], bootstrap: int, seed: int, data_root, workers: int | None,
             html=None) -> None:
     """Open the app; the report is built (and the --html page written) in its worker."""
-    from plantkit.report.evaluation import start_evaluation_server
     from plantkit.report.inputs import rows_to_read
     from plantkit.report.leaderboard import build_report
     from plantkit.report.tui.app import ReportApp
 
     start_resource_tracker()
-    if workers != 1 and len(store_paths) > 1:
-        # before the app holds stdout and stderr, and its imports while the app starts
-        start_evaluation_server()
     total = rows_to_read(store_paths, splits, avg_ks=ks)
 
     def load(advance) -> dict:
