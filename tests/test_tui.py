@@ -337,8 +337,13 @@ def test_the_worker_loads_the_report_build_report_gives(artifacts):
             await pilot.pause(0.05)
         assert [r[1:] for r in table_rows(app.screen, "#board")] == expected_board(
             report, "test", report["splits"]["test"]["leaderboard"])
-        # the species tables the loading thread made are the ones a model screen shows
         name = table_rows(app.screen, "#board")[0][1]
+        # the model screen was laid out, unseen, for the model under the cursor
+        await pilot.pause()  # (once the leaderboard was drawn)
+        model_screen = app.get_screen("model")
+        assert model_screen.name_ == name
+        assert model_screen.query_one("#species-table").size.height > 0
+        # the species tables the loading thread made are the ones a model screen shows
         await pilot.press("enter")
         await pilot.pause()
         result = next(m for m in report["models"] if m["name"] == name)["results"]["test"]

@@ -20,6 +20,7 @@ from textual.widget import AwaitMount
 from textual.widgets import Label, ProgressBar, Static
 
 from plantkit.errors import PlantkitInputError
+from plantkit.report.tui import view
 from plantkit.report.tui.compare import CompareScreen
 from plantkit.report.tui.leaderboard import LeaderboardScreen
 from plantkit.report.tui.model import ModelScreen, SpeciesTables, species_tables
@@ -188,10 +189,28 @@ class ReportApp(App):
             self.call_next(self._exit_when_composed, 2)
             return
         split = self._first_split(report)
+        board = LeaderboardScreen(report, split)
         if isinstance(self.screen, LoadingScreen):
-            self.switch_screen(LeaderboardScreen(report, split))
+            self.switch_screen(board)
         else:
-            self.push_screen(LeaderboardScreen(report, split))
+            self.push_screen(board)
+        self.call_after_refresh(self._lay_out_model_screen, board)
+
+    def _lay_out_model_screen(self, board: LeaderboardScreen) -> None:
+        """Lay the model screen out and draw it once, unseen, for the model under the cursor:
+        the first Enter of a session then costs what a later one does (50-80 ms, not 90-115
+        at 160x48, benchmarks/bench_tui.py). Textual has no public call for laying out a
+        screen that is not shown; where its private ones are missing, nothing is done."""
+        name = board.current_name() if self.screen is board else None
+        if name is None or board.split not in view.model_entry(board.report, name)["results"]:
+            return
+        screen = self.get_screen(MODEL_SCREEN, ModelScreen)
+        screen.show(board.report, name, board.split)
+        try:
+            screen._refresh_layout(self.size)
+            screen._compositor.render_update(full=True)
+        except AttributeError:  # a Textual without them
+            pass
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
