@@ -11,15 +11,15 @@ from plantkit.report.tui import view
 from plantkit.report.tui.line_table import LineTable, column_widths
 from plantkit.report.tui.widgets import (
     SPECIES_NAME_WIDTH,
+    FilledScreen,
     KeyBar,
-    ReportScreen,
     cell,
     justify,
     split_after,
 )
 
 
-class CompareScreen(ReportScreen):
+class CompareScreen(FilledScreen):
     """One screen for every comparison, composed once by the app and filled by `show`."""
 
     BINDINGS = [
@@ -33,7 +33,6 @@ class CompareScreen(ReportScreen):
         super().__init__()
         self.first, self.second = "", ""
         self.descending = True
-        self._composed = False
         self._made: dict[tuple[str, str, str], tuple[dict, list[list[Text | str]],
                                                      list[int]]] = {}
 
@@ -44,18 +43,12 @@ class CompareScreen(ReportScreen):
         self.report, self.split = report, split
         self.first, self.second = first, second
         self.descending = True
-        if self._composed:
-            self._reset_widgets()
+        self._filled()
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         yield LineTable(id="compare-table")
         yield KeyBar()
-
-    def on_mount(self) -> None:
-        self._composed = True
-        if self.report:  # shown before it was composed
-            self._reset_widgets()
 
     def _reset_widgets(self) -> None:
         self.refresh_rows()

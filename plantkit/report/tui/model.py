@@ -14,8 +14,8 @@ from plantkit.report.tui import view
 from plantkit.report.tui.line_table import LineTable, column_widths
 from plantkit.report.tui.widgets import (
     SPECIES_NAME_WIDTH,
+    FilledScreen,
     KeyBar,
-    ReportScreen,
     TabBar,
     justify,
     split_after,
@@ -42,7 +42,7 @@ def species_tables(report: dict) -> SpeciesTables:
             if split in m["results"]}
 
 
-class ModelScreen(ReportScreen):
+class ModelScreen(FilledScreen):
     """One screen for every model: the app composes it once and `show` fills it with the
     model asked for (composing its tabs, table and sparklines took 150-250 ms a time)."""
 
@@ -66,7 +66,6 @@ class ModelScreen(ReportScreen):
         # (model, split) -> its species rows, their cells and the columns' widths, made once:
         # a search, a sort or a bucket only chooses and orders them
         self._tables: SpeciesTables = {}
-        self._composed = False
         self._stale_tabs: set[str] = set()  # tabs not yet filled for the model shown
 
     def show(self, report: dict, name: str, split: str) -> None:
@@ -75,8 +74,7 @@ class ModelScreen(ReportScreen):
         self._use(report)
         self.name_, self.split = name, split
         self.query_text, self.bucket, self.order = "", None, None
-        if self._composed:
-            self._reset_widgets()
+        self._filled()
 
     def _use(self, report: dict) -> None:
         if report is not self.report:
@@ -103,11 +101,6 @@ class ModelScreen(ReportScreen):
                 yield Sparkline([], id="curve")
                 yield DataTable(id="history-table", zebra_stripes=True)
         yield KeyBar()
-
-    def on_mount(self) -> None:
-        self._composed = True
-        if self.name_:  # shown before it was composed
-            self._reset_widgets()
 
     def _reset_widgets(self) -> None:
         box = self.query_one("#search", Input)

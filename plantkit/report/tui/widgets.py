@@ -48,6 +48,30 @@ class ReportScreen(Screen):
         return list(self.report["splits"])
 
 
+class FilledScreen(ReportScreen):
+    """A screen the app composes once and fills again at each `show` (the model and the
+    compare screens): `_filled()` puts what is shown on the widgets, at once where they
+    exist, else as soon as they are mounted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._composed = self._shown = False
+
+    def _filled(self) -> None:
+        """Called by a subclass's `show` once its state is set."""
+        self._shown = True
+        if self._composed:
+            self._reset_widgets()
+
+    def on_mount(self) -> None:
+        self._composed = True
+        if self._shown:  # shown before it was composed
+            self._reset_widgets()
+
+    def _reset_widgets(self) -> None:
+        raise NotImplementedError
+
+
 class KeyBar(Static):
     """The keys of the screen and the app, one line at the bottom.
 
