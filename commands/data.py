@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from plantkit.artifacts import data_dir
-from plantkit.choices import Profile
+from plantkit.choices import MAX_DEFAULT_WORKERS, Profile
 from plantkit.commands._cli import (
     Panel,
     QuietFlag,
@@ -34,6 +34,7 @@ app = typer.Typer(
         "plantkit data synth",
         "plantkit data synth --profile plantnet300k --scale 0.01 --out artifacts/data/pn1pct",
         "plantkit data synth --profile zipf --classes 200 --alpha 1.2 --image-size 96",
+        "plantkit data synth --scale 1 --workers 8",
     )
 )
 def synth(
@@ -92,6 +93,17 @@ def synth(
             rich_help_panel=Panel.OUTPUT,
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            metavar="<int>",
+            help="Processes drawing the images, e.g. --workers 8 (0 or 1: this one; at most "
+            "one per 1,000 images); any number writes the same files "
+            f"\\[default: one per core, at most {MAX_DEFAULT_WORKERS}].",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = None,
     quiet: QuietFlag = False,
     as_json: Annotated[
         bool,
@@ -101,10 +113,12 @@ def synth(
     ] = False,
 ) -> None:
     """Draw a synthetic long-tailed plant dataset in the Pl@ntNet-300K v1.1 layout."""
+    from plantkit.data.loader_options import check_workers
     from plantkit.data.profiles import make_profile, total_counts
     from plantkit.data.synth import generate_dataset
     from plantkit.progress import progress_bar
 
+    check_workers(workers)
     profile = value_of(profile)
     if not math.isfinite(scale):
         raise PlantkitInputError(f"--scale must be a positive number, got {scale}")
@@ -115,7 +129,8 @@ def synth(
     n_images = int(total_counts(counts).sum())
     with progress_bar("drawing images", total=n_images, disable=quiet) as advance:
         root = generate_dataset(
-            target, counts, image_size=image_size, seed=seed, overwrite=overwrite, on_image=advance
+            target, counts, image_size=image_size, seed=seed, overwrite=overwrite,
+            on_image=advance, workers=workers,
         )
     if as_json:
         print_json({"root": str(root), "images": n_images, "species": len(counts)})

@@ -564,10 +564,10 @@ def test_evaluating_processes_exit_when_the_report_is_killed(tmp_path):
     script.write_text(
         "import multiprocessing, os, sys, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
-        "from plantkit.report.evaluation import _exit_with\n"
+        "from plantkit.parent_watch import exit_with\n"
         "if __name__ == '__main__':\n"
         "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
-        "                               initializer=_exit_with, initargs=(os.getpid(),))\n"
+        "                               initializer=exit_with, initargs=(os.getpid(),))\n"
         "    print(pool.submit(os.getpid).result(), flush=True)\n"
         "    pool.submit(time.sleep, 120)\n"
         "    time.sleep(120)\n")

@@ -260,3 +260,107 @@ def test_cli_bad_image_size_exits_2(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "image-size" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "uniform-synth").exists()
+
+
+@pytest.fixture
+def small_pools(monkeypatch):
+    """Pools even for a few images (a process is otherwise started per 1000 images)."""
+    monkeypatch.setattr("plantkit.data.synth.MIN_IMAGES_PER_WORKER", 1)
+
+
+def test_workers_write_byte_identical_files(tmp_path, small_pools, monkeypatch):
+    # Uneven counts, a class with none in a split: chunks cut across classes and splits.
+    counts = small_counts(("10", "9", "100", "a"), train=5, val=1, test=2)
+    counts.loc["9", "val"] = 0
+    counts.loc["a", "train"] = 13
+    one = generate_dataset(tmp_path / "one", counts, image_size=SIZE, seed=5, workers=1)
+    zero = generate_dataset(tmp_path / "zero", counts, image_size=SIZE, seed=5, workers=0)
+
+    def not_here(*args):
+        raise AssertionError("workers=2 drew in this process")
+
+    monkeypatch.setattr("plantkit.data.synth._draw_here", not_here)
+    seen: list[int] = []
+    two = generate_dataset(tmp_path / "two", counts, image_size=SIZE, seed=5, workers=2,
+                           on_image=seen.append)
+    hashes = file_hashes(one)
+    assert hashes == file_hashes(two) == file_hashes(zero)
+    assert {NAMES_FILE, METADATA_FILE, CLASS_INDEX_FILE, SYNTH_FILE} <= set(hashes)
+    assert len(hashes) == 4 + int(counts[list(SPLITS)].to_numpy().sum())
+    assert sum(seen) == len(hashes) - 4 and len(seen) > 1  # the bar moves chunk by chunk
+    assert leftovers(tmp_path) == []
+
+
+def test_failure_midway_with_workers_leaves_nothing_behind(tmp_path, small_pools):
+    def boom(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(tmp_path / "ds", small_counts(train=40), image_size=SIZE, workers=2,
+                         on_image=boom)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, True])
+def test_bad_workers(tmp_path, workers):
+    with pytest.raises(PlantkitInputError, match="--workers"):
+        generate_dataset(tmp_path / "ds", small_counts(), image_size=SIZE, workers=workers)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_bad_workers_exits_2(tmp_path):
+    from cli_helpers import refused
+
+    line = refused("--artifacts", tmp_path, "data", "synth", "--profile", "uniform",
+                   "--classes", "2", "--image-size", "16", "--workers", "-2", "-q")
+    assert "--workers must be 0 or more, got -2" in line
+    assert not (tmp_path / "data").exists()
+
+
+def test_drawing_processes_exit_when_the_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, sys, time\n"
+        "import pandas as pd\n"
+        "import plantkit.data.synth as synth\n"
+        "def hang(n):\n"
+        "    print(*(p.pid for p in multiprocessing.active_children()), flush=True)\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    synth.MIN_IMAGES_PER_WORKER = 1\n"
+        "    counts = pd.DataFrame({'species_name': ['A a', 'B b'], 'train': 40, 'val': 1,\n"
+        "                           'test': 1}, index=['1', '2'])\n"
+        "    synth.generate_dataset(sys.argv[1], counts, image_size=16, workers=2,\n"
+        "                           on_image=hang)\n")
+    target = tmp_path / "ds"
+    parent = subprocess.Popen([sys.executable, str(script), str(target)],
+                              stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(workers) == 2
+
+    def running(pid: int) -> bool:  # a zombie no one reaped has exited too
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except FileNotFoundError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # plantkit.parent_watch.PARENT_CHECK_S is 1 s
+        if not any(map(running, workers)):
+            break
+        time.sleep(0.1)
+    else:
+        for pid in workers:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        raise AssertionError("a drawing process outlived its killed parent")
+    # The killed run left its unfinished folder, not a dataset; the next run clears it.
+    assert not target.exists() and leftovers(tmp_path)
+    generate_dataset(target, small_counts(), image_size=SIZE)
+    assert leftovers(tmp_path) == []

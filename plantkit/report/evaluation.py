@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -19,6 +17,7 @@ from plantkit.choices import default_workers
 from plantkit.errors import PlantkitInputError
 from plantkit.measured_cost import read_measured_cost
 from plantkit.metrics import to_plain
+from plantkit.parent_watch import exit_with
 from plantkit.report.columns import ACCURACY_BIN_WIDTH, AVERAGE_K
 from plantkit.report.history import read_history
 from plantkit.store import open_store
@@ -44,7 +43,7 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
                                     avg_ks=evaluation["avg_ks"]) for s in stores]
     context = multiprocessing.get_context("spawn")
     models: list[dict | None] = [None] * len(stores)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with,
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with,
                              initargs=(os.getpid(),)) as pool:
         futures = {
             pool.submit(_evaluate_path, s.path, chosen, train_counts, evaluation): i
@@ -64,23 +63,6 @@ def evaluate_all(stores, chosen: list[str], train_counts, evaluation: dict,
     if len(done) != len(models):  # as_completed yields every future or raises
         raise RuntimeError("a store's evaluation went missing")
     return done
-
-
-# How often an evaluating process looks whether the report's process still runs.
-PARENT_CHECK_S = 1.0
-
-
-def _exit_with(parent: int) -> None:
-    """In each evaluating process: exit once `parent` is gone. A parent killed with SIGKILL
-    cannot stop its pool, whose processes then waited for work forever."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_CHECK_S)
-            if os.getppid() != parent:  # re-parented: the report's process died
-                os._exit(1)
-
-    threading.Thread(target=watch, name="plantkit-parent-watch", daemon=True).start()
 
 
 def _evaluate_path(path, chosen, train_counts, evaluation: dict) -> dict:
