@@ -1,5 +1,8 @@
 """Input pipeline images/s: plantkit's loader vs torchvision ImageFolder, same JPEGs and workers.
 
+Contenders: plantkit reading the JPEGs, and plantkit reading its decoded image cache
+(plantkit.data.cache; one per format, built first and timed apart) of the same images.
+
 The baseline is the dataset authors' pipeline: ImageFolder (PIL decoding) with the v1
 transforms Resize(256), RandomCrop(224) (CenterCrop with --eval), ToTensor, Normalize.
 plantkit reads the same files with the same transforms, its own decoding (JPEG draft
@@ -29,6 +32,7 @@ from PIL import Image
 from torchvision import datasets
 from torchvision import transforms as T
 
+from plantkit.data.cache import FORMATS, DecodedCache, build_cache
 from plantkit.data.layout import Dataset, Split
 from plantkit.data.loading import make_loader
 from plantkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TransformSpec
@@ -141,6 +145,9 @@ def main() -> None:
     parser.add_argument("--rare-too", action="store_true",
                         help="also time plantkit with every class given the rare-species "
                         "augmentation (--augment-below above every class's count)")
+    parser.add_argument("--cache-formats", nargs="*", default=list(FORMATS),
+                        choices=FORMATS, help="also time plantkit from a decoded image cache "
+                        "of each format (built here, timed apart)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -173,6 +180,17 @@ def main() -> None:
         contenders["plantkit"] = make_loader(
             dataset, "train", spec=spec, train=not args.eval, batch_size=args.batch_size,
             workers=args.workers, seed=args.seed)
+        for fmt in args.cache_formats:
+            start = time.perf_counter()
+            folder = build_cache(dataset, Path(tmp) / f"artifacts-{fmt}", resize=args.resize,
+                                 fmt=fmt, workers=args.workers)
+            size = sum(f.stat().st_size for f in folder.iterdir())
+            print(f"cache ({fmt}): built in {time.perf_counter() - start:.1f} s with "
+                  f"{args.workers} workers, {size / len(sizes) / 1024:.1f} KB an image",
+                  flush=True)
+            contenders[f"plantkit, {fmt} cache"] = make_loader(
+                dataset, "train", spec=spec, train=not args.eval, batch_size=args.batch_size,
+                workers=args.workers, seed=args.seed, cache=DecodedCache(folder))
         if args.rare_too and not args.eval:
             contenders["plantkit, all rare"] = make_loader(
                 dataset, "train", spec=spec, train=True, batch_size=args.batch_size,

@@ -11,6 +11,7 @@ from plantkit.artifacts.integrity import (
 )
 from plantkit.artifacts.layout import (
     ARTIFACTS_ENV,
+    CACHE_DIR,
     CHECKPOINT_STATE_FILE,
     CHECKPOINT_WEIGHTS_FILE,
     CHECKPOINTS_DIR,

@@ -22,6 +22,7 @@ EXPERTS_DIR = "experts"
 COMBOS_DIR = "combos"
 DATA_DIR = "data"
 REPORTS_DIR = "reports"
+CACHE_DIR = "cache"  # decoded image caches (plantkit.data.cache)
 KIND_FOLDERS = {"expert": EXPERTS_DIR, "combination": COMBOS_DIR}
 
 # An expert folder (experts/<name>/).

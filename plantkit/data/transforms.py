@@ -116,10 +116,30 @@ def seeded_cpu_rng(seed: int) -> Iterator[None]:
         generator.set_state(state)
 
 
-def train_transform(spec: TransformSpec, *, rare: bool = False) -> v2.Compose:
+def normalize_uint8(images: torch.Tensor, mean: Sequence[float],
+                   std: Sequence[float]) -> torch.Tensor:
+    """uint8 images ... x 3 x H x W -> float32 (x / 255 - mean) / std on their own device.
+
+    What ToNormalizedFloat does in the loader's workers, for loaders that hand uint8 crops
+    to an accelerator (a quarter of the bytes through pinned memory, the arithmetic there;
+    plantkit.models.expert normalises uint8 input with it). The same operation with the
+    same constants: equal to it bit for bit on the CPU.
+    """
+    mean_ = torch.tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std_ = torch.tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    return torch.addcmul(-mean_ / std_, images.to(torch.float32), 1.0 / (255.0 * std_))
+
+
+def _to_output(spec: TransformSpec, normalize: bool) -> list:
+    return [ToNormalizedFloat(spec.mean, spec.std)] if normalize else [v2.ToPureTensor()]
+
+
+def train_transform(spec: TransformSpec, *, rare: bool = False,
+                    normalize: bool = True) -> v2.Compose:
     """Resize shorter side, random crop, float, normalise; `rare` puts rare_augmentation() first.
 
-    Takes a PIL image or a uint8 tensor 3 x H x W; returns float32 3 x crop x crop.
+    Takes a PIL image or a uint8 tensor 3 x H x W; returns float32 3 x crop x crop (uint8
+    without `normalize`).
     """
     return v2.Compose(
         [
@@ -127,19 +147,19 @@ def train_transform(spec: TransformSpec, *, rare: bool = False) -> v2.Compose:
             v2.ToImage(),
             v2.Resize(spec.resize, antialias=True),
             v2.RandomCrop(spec.crop),
-            ToNormalizedFloat(spec.mean, spec.std),
+            *_to_output(spec, normalize),
         ]
     )
 
 
-def eval_transform(spec: TransformSpec) -> v2.Compose:
+def eval_transform(spec: TransformSpec, *, normalize: bool = True) -> v2.Compose:
     """Resize shorter side, centre crop, float, normalise; deterministic."""
     return v2.Compose(
         [
             v2.ToImage(),
             v2.Resize(spec.resize, antialias=True),
             v2.CenterCrop(spec.crop),
-            ToNormalizedFloat(spec.mean, spec.std),
+            *_to_output(spec, normalize),
         ]
     )
 
