@@ -34,6 +34,7 @@ app.command(
         "plantkit train --data /data/plantnet_300K --arch resnet18 --pretrained --amp --workers 8",
         "plantkit train --arch test_resnet --epochs 4 --augment-below 20 --expert small-aug",
         "plantkit train --resume --expert small-aug",
+        "plantkit train --devices 2 --batch-size 64 --lr-scale linear --amp --compile",
     ),
 )(train.train)
 app.command(

@@ -84,6 +84,15 @@ def predict(
             rich_help_panel=Panel.DATA,
         ),
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Read the images from the decoded image cache (`plantkit data cache`) "
+            "when ARTIFACTS holds one of the dataset at this resize.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = True,
     batch_size: BatchSizeOption = 64,
     workers: WorkersOption = None,
     quiet: QuietFlag = False,
@@ -125,6 +134,7 @@ def predict(
         crop=crop,
         progress=lambda description, total: progress_bar(description, total, disable=quiet),
         warn=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+        cache=cache,
     )
     with open_store(store_path) as store:
         rows = {s: store.num_rows(s) for s in splits}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from plantkit.choices import LogitsDtype as Dtype
-from plantkit.choices import Loss, Sampler
+from plantkit.choices import Loss, LrScale, Sampler
 from plantkit.commands._cli import (
     JsonFlag,
     Panel,
@@ -181,6 +184,53 @@ def train(
             rich_help_panel=Panel.HARDWARE,
         ),
     ] = False,
+    compile_backbone: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the backbone (the first steps wait for the compiler; same "
+            "weights and files).",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = False,
+    devices: Annotated[
+        int,
+        typer.Option(
+            "--devices",
+            metavar="<int>",
+            help="Data-parallel processes on this machine: one per GPU where there are GPUs, "
+            "else CPU processes (gloo). --batch-size is per process; the global batch is "
+            "--batch-size x --devices. Several machines: torchrun (README).",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = 1,
+    sync_bn: Annotated[
+        bool,
+        typer.Option(
+            "--sync-bn",
+            help="With several GPUs: BatchNorm statistics over the global batch "
+            "(SyncBatchNorm) instead of each process's own.",
+            rich_help_panel=Panel.HARDWARE,
+        ),
+    ] = False,
+    lr_scale: Annotated[
+        LrScale,
+        typer.Option(
+            "--lr-scale",
+            help="linear: multiply --lr by global batch / 32 (the recipe's batch); none: use "
+            "--lr as given, whatever the batch.",
+            rich_help_panel=Panel.RECIPE,
+        ),
+    ] = LrScale.none,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Read the images from the decoded image cache (`plantkit data cache`) "
+            "when ARTIFACTS holds one of the dataset at --resize.",
+            rich_help_panel=Panel.DATA,
+        ),
+    ] = True,
     seed: Annotated[
         int,
         typer.Option(
@@ -256,6 +306,11 @@ def train(
         sampler=value_of(sampler),
         loss=value_of(loss),
         amp=amp,
+        compile=compile_backbone,
+        devices=devices,
+        sync_bn=sync_bn,
+        lr_scale=value_of(lr_scale),
+        cache=cache,
         seed=seed,
         features=features,
         predict_dtype=value_of(dtype),
@@ -270,23 +325,38 @@ def train(
     run_dir = train_config.run_dir_of(artifacts, config)
     # The lock first, as train_expert takes it (again: it is re-entrant): a folder another
     # process is writing is refused as busy (or waited for), as before.
-    with artifact_lock(run_dir):
+    launching = config.devices > 1 and "WORLD_SIZE" not in os.environ
+    # In a data-parallel run, rank 0 alone holds the lock (train_expert takes it there).
+    follower = os.environ.get("RANK", "0") != "0"
+    with contextlib.nullcontext() if follower else artifact_lock(run_dir):
         train_config.check_run_dir(run_dir, config)
         train_config.check_data_root(config)
+        if launching:
+            from plantkit.training.launch import check_devices
+
+            check_devices(config.devices, sync_bn=config.sync_bn)
+    if launching:
+        # The checked command again, in --devices processes (rank 0 takes the lock).
+        from plantkit.training.launch import launch
+
+        raise typer.Exit(launch(config.devices, sys.argv[1:]))
+    with contextlib.nullcontext() if follower else artifact_lock(run_dir):
         from plantkit.training.fit import TrainingDiverged, train_expert
 
         try:
             result = train_expert(config, artifacts=artifacts, quiet=quiet, given=given)
         except TrainingDiverged as exc:
             raise fail(str(exc), code=1) from None
+    if result is None:  # a data-parallel process other than rank 0: rank 0 reports
+        return
     if as_json:
         print_json(result.to_dict())
     elif not quiet:
         console.print(_summary(result), highlight=False)
 
 
-# TrainConfig field -> the option's parameter name here (they differ only for --dtype).
-_FIELD_OF_PARAMETER = {"dtype": "predict_dtype"}
+# TrainConfig field -> the option's parameter name here, where they differ.
+_FIELD_OF_PARAMETER = {"dtype": "predict_dtype", "compile_backbone": "compile"}
 
 
 def _given_options(ctx: typer.Context) -> set[str]:

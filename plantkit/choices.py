@@ -47,6 +47,12 @@ class Loss(Choice):
     ce, weighted = "ce", "weighted"
 
 
+class LrScale(Choice):
+    """How `plantkit train --lr-scale` adapts --lr to the global batch."""
+
+    none, linear = "none", "linear"
+
+
 class Profile(Choice):
     """Class-count profiles (plantkit.data.profiles)."""
 
@@ -94,6 +100,7 @@ SAMPLERS = _values(Sampler)
 SOURCES = _values(Source)
 LOGITS_DTYPES = _values(LogitsDtype)
 LOSSES = _values(Loss)
+LR_SCALES = _values(LrScale)
 PROFILES = _values(Profile)
 NORMALIZATION_NAMES = _values(Normalization)
 SPACES = _values(Space)

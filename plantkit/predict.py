@@ -79,6 +79,8 @@ def predict_to_store(
     append: bool = False,
     on_batch: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    cache_in: str | os.PathLike | None = None,
+    announce_cache: bool = True,
 ) -> Path:
     """Write `expert`'s logits (and with `features` its penultimate features) for `splits`.
 
@@ -95,36 +97,30 @@ def predict_to_store(
     recorded: `Store.skipped_paths(split)`) and announced, once the store is written, in one
     line (`plantkit.data.loading.skipped_corrupt_line`, as training's) passed to `warn`
     (default: printed on stderr).
+
+    `cache_in`: an artifacts root whose decoded image cache of `dataset` at this resize, if
+    there is one, the images are read from (announced through `warn` if `announce_cache`;
+    plantkit.data.cache).
     """
+    from plantkit.data.cache import cache_for_run
     from plantkit.data.loading import make_loader, skipped_corrupt_line
     from plantkit.store import StoreWriter
 
     store_path = Path(store_path)
-    unknown = [s for s in splits if s not in dataset.splits]
-    if unknown:
-        raise PlantkitInputError(
-            f"split {unknown[0]!r} is not in the dataset at {dataset.root}: use "
-            f"{', '.join(dataset.splits)}"
-        )
+    _check_can_predict(expert, dataset, splits)
     num_classes = expert.config["num_classes"]
-    if num_classes != dataset.num_classes:
-        raise PlantkitInputError(
-            f"the expert has {num_classes:,} classes but the dataset at {dataset.root} has "
-            f"{dataset.num_classes:,}"
-        )
     size = expert.config["input_size"] if crop is None else crop
     spec = expert_transform_spec(expert, default_resize(size) if resize is None else resize,
                                  crop)
     info = expert.info
-    gflops = float(info["gflops"])
-    if int(spec.crop) != int(expert.config["input_size"]):
-        from plantkit.models.flops import count_gflops
-
-        check_runs_at(expert, int(spec.crop))
-        gflops = float(count_gflops(expert.backbone, int(spec.crop)))
+    gflops = _gflops_at(expert, int(spec.crop))
     attrs = {"architecture": expert.config["arch"], "source": expert.config["source"],
              "params": int(info["params"]), "gflops": gflops,
              "input_size": int(spec.crop), "resize": int(spec.resize)}
+    warn = warn or _print_on_stderr
+    cache = (None if cache_in is None
+             else cache_for_run(cache_in, dataset, int(spec.resize), say=warn,
+                                   announce=announce_cache))
     train_counts = np.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
     passes = []  # (split, the tally of its pass): what the warning line counts
     # The expert's folder is the artifact: one writer of it at a time (train holds it already).
@@ -134,8 +130,10 @@ def predict_to_store(
                      attrs=attrs, train_counts=train_counts, append=append) as writer:
         for split in splits:
             rows = dataset.splits[split]
+            # uint8 crops to an accelerator: the expert normalises them there.
             loader = make_loader(dataset, split, spec=spec, train=False, batch_size=batch_size,
-                                 workers=workers)
+                                 workers=workers, cache=cache,
+                                 normalize=expert.device.type == "cpu")
             out = writer.create_split(split, n_rows=len(rows), num_classes=num_classes,
                                       dtype=dtype,
                                       feature_dim=info["feature_dim"] if features else None,
@@ -162,11 +160,37 @@ def predict_to_store(
             passes.append((split, loader.last_pass))
     line = skipped_corrupt_line(f"predicting {', '.join(splits)}", passes)
     if line is not None:
-        if warn is not None:
-            warn(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        warn(line)
     return store_path
+
+
+def _check_can_predict(expert, dataset, splits: Sequence[str]) -> None:
+    unknown = [s for s in splits if s not in dataset.splits]
+    if unknown:
+        raise PlantkitInputError(
+            f"split {unknown[0]!r} is not in the dataset at {dataset.root}: use "
+            f"{', '.join(dataset.splits)}"
+        )
+    num_classes = expert.config["num_classes"]
+    if num_classes != dataset.num_classes:
+        raise PlantkitInputError(
+            f"the expert has {num_classes:,} classes but the dataset at {dataset.root} has "
+            f"{dataset.num_classes:,}"
+        )
+
+
+def _gflops_at(expert, crop: int) -> float:
+    """GFLOPs an image at `crop` px (refused if the network cannot run at it)."""
+    if crop == int(expert.config["input_size"]):
+        return float(expert.info["gflops"])
+    from plantkit.models.flops import count_gflops
+
+    check_runs_at(expert, crop)
+    return float(count_gflops(expert.backbone, crop))
+
+
+def _print_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _write_rows(out, rows, indices: np.ndarray, logits, feats) -> None:
@@ -198,6 +222,7 @@ def predict_expert(
     crop: int | None = None,
     progress: Callable[[str, int], AbstractContextManager[Callable[[int], None]]] | None = None,
     warn: Callable[[str], None] | None = None,
+    cache: bool = True,
 ) -> Path:
     """Recompute the predictions of the expert in `expert_dir` into its store; return the store.
 
@@ -206,7 +231,8 @@ def predict_expert(
     input size for this run. Other splits already in the store are kept. `workers` None:
     `plantkit.choices.default_workers()`. `progress(description, total)`, if given, is
     entered once the images to read are known and yields `advance(n)` (e.g.
-    `plantkit.progress.progress_bar`).
+    `plantkit.progress.progress_bar`). `cache`: read the images from the decoded image
+    cache under `artifacts` when it holds a matching one (plantkit.data.cache).
     """
     from plantkit.choices import default_workers
 
@@ -224,6 +250,7 @@ def predict_expert(
                 workers=default_workers() if workers is None else workers,
                 resize=recorded if resize is None else resize, crop=crop, append=True,
                 on_batch=advance, warn=warn,
+                cache_in=artifacts_root(artifacts) if cache else None,
             )
 
 

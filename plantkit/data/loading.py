@@ -12,8 +12,9 @@ it was given, over every pass, and in one of its own per pass, which judges the 
 of the split (mid-pass, or at the end of the pass).
 
 A training loader drops the final batch when it would hold a single image (`n % batch_size
-== 1`): BatchNorm cannot normalise one image in training mode. Shuffling picks another image
-to leave out in each epoch; evaluation loaders keep every image.
+== 1`; with several processes, a last global batch of fewer than two images a process):
+BatchNorm cannot normalise one image in training mode. Shuffling picks another image to
+leave out in each epoch; evaluation loaders keep every image.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch.utils.data import (
 from torch.utils.data import Dataset as TorchDataset
 
 from plantkit.choices import SAMPLERS
+from plantkit.data.cache import DecodedCache
 from plantkit.data.decode import open_image
 from plantkit.data.layout import Dataset
 from plantkit.data.loader_options import check_loader_options
@@ -189,20 +191,41 @@ def inverse_frequency_sampler(
 class EpochSampler(Sampler):
     """Yields (row, draw seed) for one epoch; order and seeds are fixed by (seed, epoch).
 
-    `order` is "shuffle" (a permutation) or "inverse" (inverse_frequency_sampler).
+    `order` is "shuffle" (a permutation) or "inverse" (inverse_frequency_sampler). The epoch's
+    order is cut into global batches of `batch_size` x `world` rows; the process of `rank`
+    reads its block of `batch_size` rows of each (the last, shorter global batch is shared
+    out evenly), so `world` processes together read exactly the order of one process with a
+    batch `world` times larger. A last global batch of fewer than 2 x `world` rows is left
+    out: BatchNorm cannot normalise a single image, and every process must take as many
+    steps (for one process: the final batch of one image is dropped).
     """
 
-    def __init__(self, labels: np.ndarray, *, order: str, seed: int, epoch: int) -> None:
+    def __init__(self, labels: np.ndarray, *, order: str, seed: int, epoch: int,
+                 batch_size: int = 1, rank: int = 0, world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in a world of {world} processes")
         self.labels = np.asarray(labels, dtype=np.int64)
         self.order = order
         self.seed = seed
         self.epoch = epoch
+        self.batch_size, self.rank, self.world = int(batch_size), int(rank), int(world)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _positions(self) -> np.ndarray:
+        """This process's positions in the epoch's order."""
+        n, global_batch = len(self.labels), self.batch_size * self.world
+        full, last = divmod(n, global_batch)
+        starts = np.arange(full) * global_batch + self.rank * self.batch_size
+        blocks = [(starts[:, None] + np.arange(self.batch_size)).reshape(-1)]
+        if last >= 2 * self.world:
+            share = np.linspace(0, last, self.world + 1).astype(np.int64)  # even shares
+            blocks.append(full * global_batch + np.arange(share[self.rank], share[self.rank + 1]))
+        return np.concatenate(blocks)
+
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self._positions())
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order_entropy, draw_entropy = np.random.SeedSequence([self.seed, self.epoch]).spawn(2)
@@ -214,8 +237,9 @@ class EpochSampler(Sampler):
             rows = inverse_frequency_sampler(self.labels, generator=generator)
         else:
             rows = RandomSampler(range(len(self.labels)), generator=generator)
-        draw_seeds = draw_entropy.generate_state(len(self), np.uint32).tolist()
-        return iter(zip(list(rows), draw_seeds, strict=True))
+        order = list(rows)
+        draw_seeds = draw_entropy.generate_state(len(self.labels), np.uint32).tolist()
+        return iter([(order[i], draw_seeds[i]) for i in self._positions().tolist()])
 
 
 class ImageDataset(TorchDataset):
@@ -223,7 +247,9 @@ class ImageDataset(TorchDataset):
 
     Indexed by row, or by (row, draw seed) to fix the random transforms. With
     `augment_below`, classes with fewer TRAIN images than that get rare_augmentation()
-    before the standard transform (training only).
+    before the standard transform (training only). With `cache` (a DecodedCache at the
+    spec's resize) images are read from it instead of their files. `normalize=False` leaves
+    crops as uint8 (normalised later, on the GPU: plantkit.data.transforms.normalize_uint8).
     """
 
     def __init__(
@@ -235,6 +261,8 @@ class ImageDataset(TorchDataset):
         train: bool,
         augment_below: int | None = None,
         draft: bool = True,
+        cache: DecodedCache | None = None,
+        normalize: bool = True,
     ) -> None:
         self.images_dir = dataset.images_dir
         # Fixed-width bytes, not a list of str: forked workers that touch Python objects
@@ -242,7 +270,14 @@ class ImageDataset(TorchDataset):
         self.paths = np.array([p.encode() for p in dataset.splits[split].paths])
         self.labels = dataset.splits[split].labels.astype(np.int64)
         self.min_side = spec.resize if draft else None
-        self.transform = train_transform(spec) if train else eval_transform(spec)
+        if cache is not None and cache.resize != spec.resize:
+            raise PlantkitInputError(f"the image cache at {cache.folder} holds images resized "
+                                     f"to {cache.resize}, not {spec.resize}")
+        self.cache = cache
+        self.cache_entries = None if cache is None else cache.entries_of(
+            dataset.splits[split].paths)
+        self.transform = (train_transform(spec, normalize=normalize) if train
+                          else eval_transform(spec, normalize=normalize))
         self.augmented_classes: frozenset[int] = frozenset()
         self.rare_transform: v2.Compose | None = None
         if train and augment_below is not None:
@@ -250,7 +285,7 @@ class ImageDataset(TorchDataset):
                                        minlength=dataset.num_classes)
             self.augmented_classes = frozenset(
                 np.flatnonzero(train_counts < augment_below).tolist())
-            self.rare_transform = train_transform(spec, rare=True)
+            self.rare_transform = train_transform(spec, rare=True, normalize=normalize)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -262,7 +297,10 @@ class ImageDataset(TorchDataset):
         row, draw_seed = key if isinstance(key, tuple) else (key, None)
         label = int(self.labels[row])
         try:
-            image = open_image(self.path(row), min_side=self.min_side)
+            if self.cache_entries is not None:
+                image = self.cache.image(int(self.cache_entries[row]))  # type: ignore[union-attr]
+            else:
+                image = open_image(self.path(row), min_side=self.min_side)
         except Exception as exc:  # noqa: BLE001 - any decoder failure means a corrupt file
             return CorruptImage(row, self.path(row), f"{type(exc).__name__}: {exc}")
         transform = self.transform
@@ -313,11 +351,12 @@ class ImageLoader:
 
     @property
     def num_images(self) -> int:
-        """Images drawn per pass (corrupt ones included; a dropped final one not)."""
+        """Images drawn per pass by this process (corrupt ones included; a final one that
+        the sampler leaves out not)."""
         sampler = self.loader.sampler
         if not isinstance(sampler, Sized):  # make_loader's samplers all have a length
             raise TypeError(f"the loader's sampler {type(sampler).__name__} has no length")
-        return len(sampler) - (1 if self.loader.drop_last else 0)
+        return len(sampler)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -356,13 +395,20 @@ def make_loader(
     epoch: int = 0,
     tally: CorruptImageTally | None = None,
     draft: bool = True,
+    cache: DecodedCache | None = None,
+    normalize: bool = True,
+    rank: int = 0,
+    world: int = 1,
 ) -> ImageLoader:
     """A loader over `split`: shuffled (or `sampler="inverse"`) when `train`, else in row order.
 
     `train` also selects the random crop and, with `augment_below`, the rare-species
     augmentation, and drops a final batch of one image. `draft`: decode JPEGs at reduced
     scale (see decode.open_image). `tally` (default: a new one) counts the corrupt images of
-    every pass; more than 1 % of a pass's images stops it (PlantkitInputError).
+    every pass; more than 1 % of a pass's images stops it (PlantkitInputError). `cache`: read
+    the images from this decoded image cache (plantkit.data.cache.find_cache). `normalize`
+    False: uint8 crops, to normalise on the device (transforms.normalize_uint8). `rank` of
+    `world` training processes: this process's share of each global batch (EpochSampler).
     """
     _check_options(dataset, split, train, batch_size, workers, sampler, augment_below, seed, epoch)
     if train and len(dataset.splits[split]) < 2:
@@ -371,21 +417,21 @@ def make_loader(
             "(BatchNorm normalises over a batch)"
         )
     image_dataset = ImageDataset(
-        dataset, split, spec=spec, train=train, augment_below=augment_below, draft=draft
+        dataset, split, spec=spec, train=train, augment_below=augment_below, draft=draft,
+        cache=cache, normalize=normalize,
     )
     if train:
         order = "inverse" if sampler == "inverse" else "shuffle"
-        row_sampler = EpochSampler(image_dataset.labels, order=order, seed=seed, epoch=epoch)
+        # The sampler leaves out a last batch of one image (BatchNorm in train mode fails on
+        # it), and only that: every other batch keeps the recipe's "every image every epoch".
+        row_sampler = EpochSampler(image_dataset.labels, order=order, seed=seed, epoch=epoch,
+                                   batch_size=batch_size, rank=rank, world=world)
     else:
         row_sampler = None  # sequential: the split's row order
-    # Training: a last batch of one image would fail in BatchNorm (train mode); drop it.
-    # Only then: every other batch shape keeps the recipe's "every image every epoch".
-    drop_last = train and len(image_dataset) % batch_size == 1
     loader = DataLoader(
         image_dataset,
         batch_size=batch_size,
         sampler=row_sampler,
-        drop_last=drop_last,
         num_workers=workers,
         collate_fn=collate_skipping_corrupt,
         pin_memory=torch.cuda.is_available(),

@@ -31,6 +31,7 @@ class EpochBatches(IterableDataset):
         *,
         device: torch.device | str | None = None,
         min_batch: int = 1,
+        exact: bool = False,
     ):
         super().__init__()
         self._loader_for_epoch = loader_for_epoch
@@ -39,6 +40,9 @@ class EpochBatches(IterableDataset):
         # Training passes 2: a batch that skipped corrupt images down to one image would
         # fail in BatchNorm, so such a batch is left out (the loaders drop a final one).
         self.min_batch = int(min_batch)
+        # Data-parallel training: every process must take num_batches steps (each step is a
+        # collective), so a batch lost to corrupt images is made up by repeating the last.
+        self.exact = bool(exact)
         self.epoch = 0
         self.images_seen = 0  # in the current epoch
 
@@ -50,15 +54,22 @@ class EpochBatches(IterableDataset):
 
     def __iter__(self):
         self.images_seen = 0
-        ahead = None
+        ahead, delivered = None, 0
         for images, labels, *_indices in self._loader_for_epoch(self.epoch):
             if len(labels) < self.min_batch:
                 continue
             if ahead is not None:
                 yield self._deliver(*ahead)
+                delivered += 1
             ahead = images, labels
-        if ahead is not None:  # the pass is over: its end-of-pass checks have run
+        if ahead is None:
+            return
+        # The pass is over: its end-of-pass checks have run.
+        yield self._deliver(*ahead)
+        delivered += 1
+        while self.exact and delivered < self.num_batches:
             yield self._deliver(*ahead)
+            delivered += 1
 
     def _deliver(self, images, labels):
         self.images_seen += len(labels)

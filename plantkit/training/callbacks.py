@@ -49,10 +49,12 @@ class EpochDeterminism(keras.callbacks.Callback):
 class EpochStats(keras.callbacks.Callback):
     """Adds `seconds` (epoch wall time), `images_per_s` (training part) and `corrupt_images`."""
 
-    def __init__(self, batches, corrupt_count: Callable[[], int] | None = None):
+    def __init__(self, batches, corrupt_count: Callable[[], int] | None = None, *,
+                 processes: int = 1):
         super().__init__()
         self.batches = batches
         self.corrupt_count = corrupt_count or (lambda: 0)
+        self.processes = processes  # data-parallel: each reads as many images as this one
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -67,8 +69,23 @@ class EpochStats(keras.callbacks.Callback):
         now = time.perf_counter()
         train_seconds = (self._train_end or now) - self._start
         logs["seconds"] = now - self._start
-        logs["images_per_s"] = self.batches.images_seen / max(train_seconds, 1e-9)
+        logs["images_per_s"] = (self.batches.images_seen * self.processes
+                                / max(train_seconds, 1e-9))
         logs["corrupt_images"] = self.corrupt_count() - self._corrupt_at_start
+
+
+class BroadcastBuffers(keras.callbacks.Callback):
+    """Data-parallel training: rank 0's buffers (BatchNorm's running statistics) in every
+    process after each step, as DistributedDataParallel's broadcast_buffers keeps them."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def on_train_batch_end(self, batch, logs=None):
+        from plantkit.training.distributed import broadcast_module
+
+        broadcast_module(self.module, buffers_only=True)
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -26,7 +26,7 @@ from plantkit.artifacts import (
     expert_dir,
     is_visible,
 )
-from plantkit.choices import LOGITS_DTYPES, LOSSES, SAMPLERS, default_workers
+from plantkit.choices import LOGITS_DTYPES, LOSSES, LR_SCALES, SAMPLERS, default_workers
 from plantkit.errors import PlantkitInputError
 from plantkit.models.arch_names import resolve_arch
 from plantkit.models.expert_files import check_expert_folder, check_file, read_expert_json
@@ -35,7 +35,7 @@ DEFAULT_ARCH = "resnet18"
 
 
 # The `plantkit train` option of a TrainConfig field where it is not --field-name.
-_OPTION_OF_FIELD = {"name": "--expert", "predict_dtype": "--dtype"}
+_OPTION_OF_FIELD = {"name": "--expert", "predict_dtype": "--dtype", "cache": "--no-cache"}
 
 
 def option_of(field_name: str) -> str:
@@ -73,6 +73,13 @@ class TrainConfig:
     sampler: str = "none"
     loss: str = "ce"
     amp: bool = False
+    compile: bool = False  # torch.compile the backbone (same weights, same state_dict keys)
+    lr_scale: str = "none"  # "linear": --lr is multiplied by global batch / REFERENCE_BATCH
+    # Data-parallel processes (torchrun's WORLD_SIZE; `--devices N` launches them). The
+    # global batch, which the run's outcome depends on, is batch_size x devices.
+    devices: int = 1
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (SyncBatchNorm)
+    cache: bool = True  # read images from a matching decoded image cache when there is one
     seed: int = 0
     workers: int = field(default_factory=default_workers)
     features: bool = False  # store penultimate features with the final predictions
@@ -94,8 +101,24 @@ class TrainConfig:
 # Options that may differ between an interrupted run and its --resume: they change how the
 # run is executed or what is stored at the end, not what is learnt.
 RESUMABLE_CHANGES = frozenset(
-    {"data", "epochs", "workers", "features", "predict_dtype", "resume", "overwrite"}
+    {"data", "epochs", "workers", "features", "predict_dtype", "resume", "overwrite", "cache",
+     "compile"}
 )
+# The batch size the recipe's --lr is meant for (the Pl@ntNet-300K authors'); --lr-scale
+# linear multiplies --lr by (global batch / this).
+REFERENCE_BATCH = 32
+
+
+def global_batch(config: TrainConfig) -> int:
+    """Images per optimiser step: --batch-size is per process."""
+    return config.batch_size * config.devices
+
+
+def effective_lr(config: TrainConfig) -> float:
+    """The initial learning rate the optimiser uses (--lr, scaled when --lr-scale linear)."""
+    if config.lr_scale == "linear":
+        return config.lr * global_batch(config) / REFERENCE_BATCH
+    return config.lr
 # Options whose None means "work it out" (the run records the outcome).
 DERIVED_WHEN_UNSET = frozenset({"arch", "name"})
 
@@ -117,7 +140,7 @@ def _positive(config: TrainConfig, name: str) -> None:
 
 def _check_sizes(config: TrainConfig) -> None:
     """The run's length and sizes, and the data's split and loading."""
-    for name in ("epochs", "batch_size", "lr", "resize", "crop"):
+    for name in ("epochs", "batch_size", "lr", "resize", "crop", "devices"):
         _positive(config, name)
     if config.val_from_train is not None and not 0.0 < config.val_from_train < 1.0:
         raise PlantkitInputError(
@@ -157,6 +180,10 @@ def _check_choices(config: TrainConfig) -> None:
         )
     if config.loss not in LOSSES:
         raise PlantkitInputError(f"--loss {config.loss!r} is unknown: use {' or '.join(LOSSES)}")
+    if config.lr_scale not in LR_SCALES:
+        raise PlantkitInputError(
+            f"--lr-scale {config.lr_scale!r} is unknown: use {' or '.join(LR_SCALES)}"
+        )
     if config.predict_dtype not in LOGITS_DTYPES:
         raise PlantkitInputError(
             f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"

@@ -11,6 +11,9 @@ Pl@ntNet-300K recipe was tuned with torch's rule, implemented here:
     w   = w - lr * d
 
 `buf` starts at zero, which equals torch's first-step `buf = g` (no dampening).
+
+With several training processes (plantkit.training.distributed), `grad` is first averaged
+over them: the step of the global batch, the same in every process.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from plantkit.backend import keras
+from plantkit.training import distributed
 
 ops = keras.ops
 
@@ -98,6 +102,8 @@ def _torch_sgd_step(optimizer: TorchSGD, grads, variables, learning_rate: float)
     with torch.no_grad():
         params = [v.value for v in variables]
         grads = [g.to(p.dtype) for g, p in zip(grads, params, strict=True)]
+        if distributed.active():  # data-parallel: every process applies the global mean
+            distributed.average_gradients(grads)
         if optimizer.l2_weight_decay:
             torch._foreach_add_(grads, params, alpha=optimizer.l2_weight_decay)
         if optimizer.momentum:

@@ -1,0 +1,100 @@
+"""`plantkit train --devices N`: start N training processes on this machine.
+
+What `torchrun --standalone --nproc_per_node N -m plantkit train ...` does, in the same
+environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; plantkit.training
+.distributed reads them), kept small and local so that plantkit's own rules hold: the first
+process that fails ends the others and its exit status (2 for a bad input, 1 for a failed
+run) is the command's, with its one-line message and no launcher traceback; a process whose
+parent is killed ends too. torchrun remains the way to several machines (README).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from plantkit.errors import PlantkitInputError
+
+POLL_S = 0.2
+SYNC_BN_NEEDS_GPUS = ("--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only); drop it "
+                      "on CPU")
+# Seconds the other processes get to stop (SIGTERM) before they are killed.
+STOP_GRACE_S = 10.0
+
+
+def check_devices(devices: int, *, sync_bn: bool = False) -> None:
+    """Refuse a --devices that this machine cannot give (more GPUs than it has), and
+    --sync-bn without GPUs, before any process starts."""
+    if devices < 1:
+        raise PlantkitInputError(f"--devices must be at least 1, got {devices}")
+    import torch
+
+    if torch.cuda.is_available() and devices > torch.cuda.device_count():
+        raise PlantkitInputError(f"--devices {devices}: this machine has "
+                                 f"{torch.cuda.device_count()} GPUs")
+    if sync_bn and not torch.cuda.is_available():
+        raise PlantkitInputError(SYNC_BN_NEEDS_GPUS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux's PR_SET_PDEATHSIG: SIGKILL this process when the launcher dies (kill -9 too).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def launch(devices: int, args: list[str]) -> int:
+    """Run `python -m plantkit ARGS` in `devices` processes of one data-parallel training;
+    return the exit status (the first failing process's, else 0)."""
+    port = _free_port()
+    threads = max(1, (os.cpu_count() or 1) // devices)
+    processes = []
+    for rank in range(devices):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str(devices), "LOCAL_WORLD_SIZE": str(devices),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        # N processes share the cores: one thread pool each of the full size would thrash.
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "plantkit", *args], env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None))
+    try:
+        return _wait(processes)
+    except KeyboardInterrupt:
+        _stop(processes)  # they got the Ctrl-C too (same process group)
+        return 130
+    finally:
+        _stop(processes)
+
+
+def _wait(processes: list[subprocess.Popen]) -> int:
+    while True:
+        codes = [p.poll() for p in processes]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            return failed[0]
+        if all(c == 0 for c in codes):
+            return 0
+        time.sleep(POLL_S)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    running = [p for p in processes if p.poll() is None]
+    for p in running:
+        p.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in running:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
