@@ -25,11 +25,12 @@ from plantkit.commands._cli import (
 
 
 def predict(
-    expert: Annotated[
-        str,
+    experts: Annotated[
+        list[str],
         typer.Option(
             "--expert",
-            help="Expert name (its folder under ARTIFACTS/experts).",
+            help="Expert name (its folder under ARTIFACTS/experts); repeat for several "
+            "(on a machine with several GPUs, one expert per GPU at once).",
             rich_help_panel=Panel.INPUTS,
         ),
     ],
@@ -112,53 +113,90 @@ def predict(
         what = "is not a folder" if data.exists() else "does not exist"
         raise PlantkitInputError(f"dataset root {data} {what}")
     splits = list(dict.fromkeys(value_of(s) for s in split or (Split.val, Split.test)))
-    folder = expert_dir(settings.artifacts_root, expert)
-    # The loader's own checks (expert.json, the weights and their sha256), torch-free; the
-    # loader's second pass does not hash the weights again.
-    check_expert_folder(folder)
+    experts = list(dict.fromkeys(experts))
+    for name in experts:
+        # The loader's own checks (expert.json, the weights and their sha256), torch-free;
+        # the loader's second pass does not hash the weights again.
+        check_expert_folder(expert_dir(settings.artifacts_root, name))
+    options = dict(splits=splits, data=data, features=features, dtype=value_of(dtype),
+                   resize=resize, crop=crop, cache=cache, batch_size=batch_size,
+                   workers=workers)
+    from plantkit.device_pool import gpu_count
 
+    gpus = gpu_count()
+    if len(experts) > 1 and gpus > 1:
+        summaries = _on_gpus(experts, gpus, options, quiet=quiet or as_json)
+    else:
+        summaries = [_predict_one(name, options, quiet=quiet) for name in experts]
+    if as_json:
+        print_json(summaries[0] if len(summaries) == 1 else summaries)
+    elif not quiet:
+        for summary in summaries:
+            console.print(_summary_line(summary), highlight=False, soft_wrap=True)
+
+
+def _predict_one(name: str, options: dict, *, quiet: bool) -> dict:
+    """Predict with one expert in this process; the summary `--json` prints."""
+    from plantkit.artifacts import expert_dir
     from plantkit.predict import predict_expert
     from plantkit.progress import progress_bar
     from plantkit.store import open_store
 
+    splits = options["splits"]
     store_path = predict_expert(
-        folder,
+        expert_dir(settings.artifacts_root, name),
         splits,
-        data=data,
+        data=options["data"],
         artifacts=settings.artifacts_root,
-        features=features,
-        dtype=value_of(dtype),
-        batch_size=batch_size,
-        workers=workers,
-        resize=resize,
-        crop=crop,
+        features=options["features"],
+        dtype=options["dtype"],
+        batch_size=options["batch_size"],
+        workers=options["workers"],
+        resize=options["resize"],
+        crop=options["crop"],
         progress=lambda description, total: progress_bar(description, total, disable=quiet),
         warn=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
-        cache=cache,
+        cache=options["cache"],
     )
     with open_store(store_path) as store:
         rows = {s: store.num_rows(s) for s in splits}
         skipped = {s: len(store.skipped_paths(s)) for s in splits}
         attrs = store.attrs
-    used = {"resize": attrs.get("resize"), "crop": attrs.get("input_size")}
-    if as_json:
-        print_json(
-            {
-                "expert": expert,
-                "store": str(store_path),
-                "rows": rows,
-                "skipped_corrupt": skipped,
-                **used,
-            }
-        )
-    elif not quiet:
-        counts = ", ".join(f"{s} {n:,}" for s, n in rows.items())
-        console.print(
-            f"predicted {counts} images (resize {used['resize']}, crop "
-            f"{used['crop']}) -> {store_path}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    return {"expert": name, "store": str(store_path), "rows": rows, "skipped_corrupt": skipped,
+            "resize": attrs.get("resize"), "crop": attrs.get("input_size")}
+
+
+def _summary_line(summary: dict) -> str:
+    counts = ", ".join(f"{s} {n:,}" for s, n in summary["rows"].items())
+    return (f"predicted {counts} images (resize {summary['resize']}, crop {summary['crop']}) "
+            f"-> {summary['store']}")
+
+
+def _on_gpus(experts: list[str], gpus: int, options: dict, *, quiet: bool) -> list[dict]:
+    """One `plantkit predict --expert NAME --json` process per expert, one per GPU at once."""
+    import json
+
+    from plantkit.device_pool import run_one_per_device
+
+    common = [f"--split={s}" for s in options["splits"]]
+    for option in ("data", "resize", "crop", "batch_size", "workers"):
+        if options[option] is not None:
+            common.append(f"--{option.replace('_', '-')}={options[option]}")
+    common += [f"--dtype={options['dtype']}", "--features" if options["features"] else "",
+               "--cache" if options["cache"] else "--no-cache", "--json", "--quiet"]
+    jobs = [["--artifacts", str(settings.artifacts_root), "predict", f"--expert={name}",
+             *filter(None, common)] for name in experts]
+
+    def done(result) -> None:
+        if not quiet and result.returncode == 0:
+            err_console.print(f"GPU {result.device}: {result.args[3].split('=', 1)[1]} done",
+                              highlight=False)
+
+    results = run_one_per_device(jobs, gpus, on_done=done)
+    failed = [r for r in results if r.returncode != 0]
+    if failed:
+        raise typer.Exit(failed[0].returncode)
+    return [json.loads(r.stdout) for r in results]
 
 
 def _check_sizes(resize: int | None, crop: int | None) -> None:

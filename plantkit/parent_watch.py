@@ -1,11 +1,14 @@
 """Pool processes that exit once the process that started them is gone: a parent killed
 with SIGKILL cannot stop its pool, whose processes would otherwise wait for work forever.
 Pass `exit_with` as a pool's initializer with `initargs=(os.getpid(),)`; it needs a
-"spawn" pool (a fork server's processes are the server's children, not the caller's)."""
+"spawn" pool (a fork server's processes are the server's children, not the caller's).
+Processes started with subprocess take `die_with_parent` as their preexec_fn instead."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import threading
 import time
 
@@ -23,3 +26,9 @@ def exit_with(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="plantkit-parent-watch", daemon=True).start()
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """subprocess.Popen's preexec_fn (Linux): SIGKILL this process when its parent dies,
+    even by kill -9 (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)

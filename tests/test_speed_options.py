@@ -4,6 +4,8 @@ a GPU), and the decoded image cache used automatically by train and predict (--n
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from cli_helpers import cli, one_torch_thread  # noqa: F401 (an autouse fixture)
@@ -15,6 +17,7 @@ from plantkit.data.layout import open_dataset
 from plantkit.data.profiles import make_profile
 from plantkit.data.synth import generate_dataset
 from plantkit.data.transforms import ToNormalizedFloat
+from plantkit.device_pool import run_one_per_device
 from plantkit.models.expert import create_expert, load_expert
 from plantkit.training.config import TrainConfig, effective_lr
 from plantkit.training.fit import train_expert
@@ -118,3 +121,27 @@ def test_train_and_predict_read_a_raw_cache_by_themselves_and_learn_the_same(dat
                        "--workers", "0", "--no-cache")
     assert code == 0, err
     assert "decoded image cache" not in err
+
+
+def test_predict_takes_several_experts_and_reports_each(data_root, tmp_path):
+    for name in ("a", "b"):
+        train_expert(TrainConfig(data=str(data_root), name=name, **TINY), artifacts=tmp_path,
+                     quiet=True)
+    code, out, err = cli("--artifacts", tmp_path, "predict", "--expert", "a", "--expert", "b",
+                         "--expert", "a", "--split", "val", "--workers", "0", "--json")
+    assert code == 0, err
+    summaries = json.loads(out)
+    assert [s["expert"] for s in summaries] == ["a", "b"]  # the repeated one once
+    assert all(s["rows"] == {"val": 5 * CLASSES} for s in summaries)
+    code, _, err = cli("--artifacts", tmp_path, "predict", "--expert", "a", "--expert", "nope")
+    assert code == 2 and "nope" in err
+
+
+def test_the_device_pool_runs_one_job_per_device_and_keeps_their_order():
+    jobs = [["--version"], ["data", "synth", "--scale", "-1"], ["--version"]]
+    done = []
+    results = run_one_per_device(jobs, 2, on_done=done.append)
+    assert [r.returncode for r in results] == [0, 2, 0]
+    assert results[0].stdout.startswith("plantkit ")
+    assert {results[0].device, results[1].device} == {0, 1}  # the first two side by side
+    assert len(done) == 3

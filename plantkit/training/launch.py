@@ -10,15 +10,14 @@ parent is killed ends too. torchrun remains the way to several machines (README)
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 from plantkit.errors import PlantkitInputError
+from plantkit.parent_watch import die_with_parent
 
 POLL_S = 0.2
 SYNC_BN_NEEDS_GPUS = ("--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only); drop it "
@@ -47,11 +46,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux's PR_SET_PDEATHSIG: SIGKILL this process when the launcher dies (kill -9 too).
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
-
 def launch(devices: int, args: list[str]) -> int:
     """Run `python -m plantkit ARGS` in `devices` processes of one data-parallel training;
     return the exit status (the first failing process's, else 0)."""
@@ -66,7 +60,7 @@ def launch(devices: int, args: list[str]) -> int:
         env.setdefault("OMP_NUM_THREADS", str(threads))
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "plantkit", *args], env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None))
+            preexec_fn=die_with_parent if sys.platform == "linux" else None))
     try:
         return _wait(processes)
     except KeyboardInterrupt:
