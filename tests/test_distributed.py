@@ -100,6 +100,7 @@ def test_two_gloo_processes_train_the_weights_of_one_process_and_resume_exactly(
     one, two = artifacts / "experts" / "one", artifacts / "experts" / "two"
     last = EPOCHS - 1  # after 20 steps of the global batch
     difference = _max_difference(_weights_after(one, last), _weights_after(two, last))
+    print(f"max |one process - two processes| after {EPOCHS * 10} steps: {difference:.3g}")
     assert difference < 1e-5
     recorded = json.loads((two / "train_config.json").read_text())["config"]
     assert recorded["devices"] == 2 and recorded["batch_size"] == PER_PROCESS
@@ -154,3 +155,15 @@ def test_devices_must_be_a_positive_number(value, tmp_path):
 def test_the_library_refuses_several_devices_in_one_process(tiny_root, tmp_path):
     with pytest.raises(PlantkitInputError, match="--devices 2 trains in 2 processes"):
         train_expert(TrainConfig(data=str(tiny_root), devices=2, epochs=1), artifacts=tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="GPUs: --devices counts GPUs there")
+def test_more_cpu_processes_than_cores_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    code, _, err = cli("--artifacts", tmp_path, "train", "--devices", "3")
+    assert code == 2 and "start at most 2 processes" in err
+
+
+def test_training_batches_of_one_image_are_refused_up_front(tmp_path):
+    code, _, err = cli("--artifacts", tmp_path, "train", "--batch-size", "1")
+    assert code == 2 and "--batch-size must be at least 2" in err

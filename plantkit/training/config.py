@@ -142,6 +142,11 @@ def _check_sizes(config: TrainConfig) -> None:
     """The run's length and sizes, and the data's split and loading."""
     for name in ("epochs", "batch_size", "lr", "resize", "crop", "devices"):
         _positive(config, name)
+    if config.batch_size < 2:
+        raise PlantkitInputError(
+            f"--batch-size must be at least 2 to train, got {config.batch_size} (BatchNorm "
+            "normalises over a batch; with --devices it is each process's)"
+        )
     if config.val_from_train is not None and not 0.0 < config.val_from_train < 1.0:
         raise PlantkitInputError(
             f"--val-from-train must be a fraction between 0 and 1, got {config.val_from_train}"
