@@ -162,11 +162,23 @@ def train(
         Sampler,
         typer.Option(
             "--sampler",
-            help="inverse: draw images with weight 1/n per species; none: each image once "
-            "per epoch.",
+            help="none: each image once per epoch; inverse: the reference study's, weight "
+            "1/n per image; sqrt: species in proportion to sqrt(n); balanced: species "
+            "uniformly, each species' images in turn; progressive: from none to balanced "
+            "over the epochs (docs/longtail.md).",
             rich_help_panel=Panel.RARE,
         ),
     ] = Sampler.none,
+    defer_epoch: Annotated[
+        int | None,
+        typer.Option(
+            "--defer-epoch",
+            metavar="<int>",
+            help="Deferred re-balancing (DRS/DRW): the --sampler and the --loss's class "
+            "weights apply from this epoch (0-based) on, plain before.",
+            rich_help_panel=Panel.RARE,
+        ),
+    ] = None,
     loss: Annotated[
         Loss,
         typer.Option(
@@ -304,6 +316,7 @@ def train(
         crop=crop,
         augment_below=augment_below,
         sampler=value_of(sampler),
+        defer_epoch=defer_epoch,
         loss=value_of(loss),
         amp=amp,
         compile=compile_backbone,

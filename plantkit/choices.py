@@ -26,7 +26,8 @@ class Split(Choice):
 class Sampler(Choice):
     """Training samplers (plantkit.data.loading)."""
 
-    none, inverse = "none", "inverse"
+    none, inverse, sqrt, balanced, progressive = (
+        "none", "inverse", "sqrt", "balanced", "progressive")
 
 
 class Source(Choice):

@@ -19,9 +19,9 @@ from plantkit.data.loading import (
     CorruptImage,
     CorruptImageTally,
     ImageDataset,
-    inverse_frequency_sampler,
     make_loader,
 )
+from plantkit.data.sampling import inverse_frequency_sampler
 from plantkit.data.transforms import TransformSpec, eval_transform, train_transform
 from plantkit.errors import PlantkitInputError
 
@@ -266,7 +266,7 @@ def test_loader_with_and_without_draft_agree(tmp_path):
         ({"split": "holdout"}, "unknown split"),
         ({"batch_size": 0}, "--batch-size"),
         ({"workers": -1}, "--workers"),
-        ({"sampler": "balanced"}, "--sampler"),
+        ({"sampler": "uniform"}, "--sampler"),
         ({"sampler": "inverse", "train": False}, "evaluation reads rows in order"),
         ({"augment_below": 0}, "--augment-below"),
     ],

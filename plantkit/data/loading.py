@@ -27,9 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import (
     DataLoader,
-    RandomSampler,
     Sampler,
-    WeightedRandomSampler,
     default_collate,
 )
 from torch.utils.data import Dataset as TorchDataset
@@ -39,6 +37,7 @@ from plantkit.data.cache import DecodedCache
 from plantkit.data.decode import open_image
 from plantkit.data.layout import Dataset
 from plantkit.data.loader_options import check_loader_options
+from plantkit.data.sampling import draw_rows, sampler_at
 from plantkit.data.transforms import (
     TransformSpec,
     eval_transform,
@@ -166,32 +165,12 @@ def verify_command(dataset: Dataset) -> str:
     return f"plantkit data inspect --data {shlex.quote(str(dataset.root))}{carve} --verify"
 
 
-def inverse_frequency_sampler(
-    labels: np.ndarray,
-    *,
-    num_samples: int | None = None,
-    generator: torch.Generator | None = None,
-) -> WeightedRandomSampler:
-    """Rows drawn with replacement, weight 1/(images of its class): every class equally likely.
-
-    `num_samples` defaults to the number of rows (one epoch = the split's size).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    counts = np.bincount(labels)
-    weights = torch.from_numpy(1.0 / counts[labels])
-    return WeightedRandomSampler(
-        # torch's stub says Sequence[float]; the sampler takes any tensor (torch.as_tensor).
-        weights,  # type: ignore[arg-type]
-        num_samples=len(labels) if num_samples is None else num_samples,
-        replacement=True,
-        generator=generator,
-    )
-
-
 class EpochSampler(Sampler):
     """Yields (row, draw seed) for one epoch; order and seeds are fixed by (seed, epoch).
 
-    `order` is "shuffle" (a permutation) or "inverse" (inverse_frequency_sampler). The epoch's
+    `order` is a --sampler (plantkit.data.sampling: "none" is a permutation), run as
+    `sampler_at(order, epoch, defer_epoch)`; `epochs` is the run's length (the progressive
+    sampler's schedule). The epoch's
     order is cut into global batches of `batch_size` x `world` rows; the process of `rank`
     reads its block of `batch_size` rows of each (the last, shorter global batch is shared
     out evenly), so `world` processes together read exactly the order of one process with a
@@ -201,11 +180,15 @@ class EpochSampler(Sampler):
     """
 
     def __init__(self, labels: np.ndarray, *, order: str, seed: int, epoch: int,
-                 batch_size: int = 1, rank: int = 0, world: int = 1) -> None:
+                 batch_size: int = 1, rank: int = 0, world: int = 1, epochs: int = 1,
+                 defer_epoch: int | None = None) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is not in a world of {world} processes")
+        if order not in SAMPLERS:
+            raise ValueError(f"unknown sampler {order!r}: use {', '.join(SAMPLERS)}")
         self.labels = np.asarray(labels, dtype=np.int64)
         self.order = order
+        self.epochs, self.defer_epoch = int(epochs), defer_epoch
         self.seed = seed
         self.epoch = epoch
         self.batch_size, self.rank, self.world = int(batch_size), int(rank), int(world)
@@ -232,12 +215,8 @@ class EpochSampler(Sampler):
         generator = torch.Generator().manual_seed(
             int(order_entropy.generate_state(1, np.uint64)[0])
         )
-        rows: Sampler[int]
-        if self.order == "inverse":
-            rows = inverse_frequency_sampler(self.labels, generator=generator)
-        else:
-            rows = RandomSampler(range(len(self.labels)), generator=generator)
-        order = list(rows)
+        order = draw_rows(self.labels, sampler_at(self.order, self.epoch, self.defer_epoch),
+                          generator, epoch=self.epoch, epochs=self.epochs)
         draw_seeds = draw_entropy.generate_state(len(self.labels), np.uint32).tolist()
         return iter([(order[i], draw_seeds[i]) for i in self._positions().tolist()])
 
@@ -399,8 +378,11 @@ def make_loader(
     normalize: bool = True,
     rank: int = 0,
     world: int = 1,
+    epochs: int = 1,
+    defer_epoch: int | None = None,
 ) -> ImageLoader:
-    """A loader over `split`: shuffled (or `sampler="inverse"`) when `train`, else in row order.
+    """A loader over `split`: drawn by `sampler` (plantkit.data.sampling; "none": shuffled) when
+    `train`, else in row order. `epochs` and `defer_epoch`: the run's, for the sampler.
 
     `train` also selects the random crop and, with `augment_below`, the rare-species
     augmentation, and drops a final batch of one image. `draft`: decode JPEGs at reduced
@@ -421,11 +403,11 @@ def make_loader(
         cache=cache, normalize=normalize,
     )
     if train:
-        order = "inverse" if sampler == "inverse" else "shuffle"
         # The sampler leaves out a last batch of one image (BatchNorm in train mode fails on
         # it), and only that: every other batch keeps the recipe's "every image every epoch".
-        row_sampler = EpochSampler(image_dataset.labels, order=order, seed=seed, epoch=epoch,
-                                   batch_size=batch_size, rank=rank, world=world)
+        row_sampler = EpochSampler(image_dataset.labels, order=sampler, seed=seed, epoch=epoch,
+                                   batch_size=batch_size, rank=rank, world=world,
+                                   epochs=epochs, defer_epoch=defer_epoch)
     else:
         row_sampler = None  # sequential: the split's row order
     loader = DataLoader(

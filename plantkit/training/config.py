@@ -71,6 +71,9 @@ class TrainConfig:
     crop: int = 224
     augment_below: int | None = None
     sampler: str = "none"
+    # Deferred re-balancing (DRS / DRW, Cao et al. 2019): the sampler and the loss's class
+    # weights apply from this epoch (0-based) on; None: from the start.
+    defer_epoch: int | None = None
     loss: str = "ce"
     amp: bool = False
     compile: bool = False  # torch.compile the backbone (same weights, same state_dict keys)
@@ -160,6 +163,11 @@ def _check_sizes(config: TrainConfig) -> None:
         )
     if config.augment_below is not None and config.augment_below < 1:
         raise PlantkitInputError(f"--augment-below must be >= 1, got {config.augment_below}")
+    if config.defer_epoch is not None and config.defer_epoch < 1:
+        raise PlantkitInputError(
+            f"--defer-epoch must be an epoch >= 1 (0-based; the first epochs run without "
+            f"re-balancing), got {config.defer_epoch}"
+        )
     if config.workers < 0:
         raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
 

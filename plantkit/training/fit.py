@@ -232,7 +232,8 @@ def fit_expert(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoc
                                sampler=config.sampler, augment_below=config.augment_below,
                                seed=config.seed, epoch=initial_epoch, tally=train_tally,
                                cache=cache, normalize=normalize, rank=world.rank,
-                               world=world.size)
+                               world=world.size, epochs=config.epochs,
+                               defer_epoch=config.defer_epoch)
     val_loader = make_loader(dataset, "val", spec=spec, train=False,
                              batch_size=config.batch_size, workers=config.workers,
                              tally=val_tally, cache=cache, normalize=normalize)
