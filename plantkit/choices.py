@@ -54,6 +54,12 @@ class LrScale(Choice):
     none, linear = "none", "linear"
 
 
+class CacheFormat(Choice):
+    """How `plantkit data cache` stores the resized images (plantkit.data.cache)."""
+
+    jpeg, raw = "jpeg", "raw"
+
+
 class Profile(Choice):
     """Class-count profiles (plantkit.data.profiles)."""
 
@@ -102,6 +108,7 @@ SOURCES = _values(Source)
 LOGITS_DTYPES = _values(LogitsDtype)
 LOSSES = _values(Loss)
 LR_SCALES = _values(LrScale)
+CACHE_FORMATS = _values(CacheFormat)
 PROFILES = _values(Profile)
 NORMALIZATION_NAMES = _values(Normalization)
 SPACES = _values(Space)

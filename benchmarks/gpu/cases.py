@@ -257,6 +257,8 @@ def case_predict(opts: dict) -> dict:
     spec = expert_transform_spec(expert, opts["resize"])
     loader = make_loader(dataset, "train", spec=spec, train=False,
                          batch_size=opts["batch_size"], workers=opts["workers"],
+                         # As plantkit predict: uint8 crops to a GPU, normalised there.
+                         normalize=expert.device.type == "cpu",
                          **({"cache": cache} if cache is not None else {}))
     passes = 0
     while not meter.done:

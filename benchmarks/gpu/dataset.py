@@ -27,7 +27,7 @@ from common import add_paths
 
 add_paths()
 # Imported before the pool forks, so that no worker pays for torch's import again.
-from bench_input_pipeline import plant_like_jpeg  # noqa: E402
+from plantkit.data.photos import plant_like_jpeg  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 

@@ -40,7 +40,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms import v2
 
-from plantkit.artifacts import CACHE_DIR, replacing_dir
+from plantkit.artifacts import CACHE_DIR, artifact_lock, replacing_dir
+from plantkit.choices import CACHE_FORMATS
 from plantkit.data.decode import open_image
 from plantkit.data.fingerprint import dataset_fingerprint
 from plantkit.data.layout import Dataset
@@ -51,7 +52,7 @@ CACHE_FILE = "cache.json"
 INDEX_FILE = "index.npz"
 SHARD_FILE = "shard-{:03d}.bin"
 SHARD_BYTES = 1 << 30
-FORMATS = ("jpeg", "raw")
+FORMATS = CACHE_FORMATS
 DEFAULT_FORMAT = "jpeg"
 DEFAULT_QUALITY = 90
 # Eval tensors of a `jpeg` cache against the uncached path, in pixel levels (0-255): the mean
@@ -159,7 +160,7 @@ class DecodedCache:
 def _broken(folder: Path, why: str) -> PlantkitInputError:
     return PlantkitInputError(
         f"the image cache at {folder} is unusable: {why}; rebuild it with `plantkit data cache "
-        "ROOT --overwrite`, or pass --no-cache"
+        "--data ROOT`, or pass --no-cache"
     )
 
 
@@ -173,14 +174,16 @@ def _read_meta(folder: Path) -> dict:
     if meta.get("format") not in FORMATS:
         raise _broken(folder, f"unknown format {meta.get('format')!r}")
     try:
-        for i, expected in enumerate(meta["shard_bytes"]):
-            shard = folder / SHARD_FILE.format(i)
-            size = shard.stat().st_size if shard.is_file() else None
-            if size != expected:
-                raise _broken(folder, f"{shard.name} holds {size} bytes, not {expected}")
+        shard_bytes = [int(n) for n in meta["shard_bytes"]]
         int(meta["resize"]), dict(meta["errors"]), str(meta["files"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise _broken(folder, f"its {CACHE_FILE} lacks {exc}") from exc
+        raise _broken(folder, f"its {CACHE_FILE} is malformed ({type(exc).__name__}: {exc})"
+                      ) from exc
+    for i, expected in enumerate(shard_bytes):
+        shard = folder / SHARD_FILE.format(i)
+        size = shard.stat().st_size if shard.is_file() else None
+        if size != expected:
+            raise _broken(folder, f"{shard.name} holds {size} bytes, not {expected}")
     return meta
 
 
@@ -278,7 +281,8 @@ def build_cache(dataset: Dataset, artifacts: str | os.PathLike, *, resize: int =
     width = np.zeros(n, np.int32)
     errors: dict[str, str] = {}
     shard_bytes: list[int] = []
-    with replacing_dir(folder) as tmp:
+    # One writer of a cache at a time (another is refused as busy, or waited for: --wait).
+    with artifact_lock(folder), replacing_dir(folder) as tmp:
         out = None
         row = 0
         try:
@@ -322,11 +326,12 @@ def cache_for_run(artifacts: str | os.PathLike, dataset: Dataset, resize: int, *
                   enabled: bool = True, say: Callable[[str], None] | None = None,
                   announce: bool = True) -> DecodedCache | None:
     """The cache `plantkit train` / `predict` read from: find_cache's, announced through `say`
-    in USING_CACHE_LINE unless not `announce` (a damaged one is passed over with a warning
-    through `say`); None when `enabled` is False (--no-cache) or there is no matching one."""
+    in USING_CACHE_LINE (a damaged one is passed over with a warning through `say`), silently
+    without `announce` (said before); None when `enabled` is False (--no-cache) or there is
+    no matching one."""
     if not enabled:
         return None
-    cache = find_cache(artifacts, dataset, resize, warn=say)
+    cache = find_cache(artifacts, dataset, resize, warn=say if announce else None)
     if cache is not None and say is not None and announce:
         say(USING_CACHE_LINE.format(folder=cache.folder))
     return cache
