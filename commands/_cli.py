@@ -73,6 +73,15 @@ WorkersOption = Annotated[
         rich_help_panel=Panel.HARDWARE,
     ),
 ]
+# The dataset of a command that trains on it or caches it: the embedded stand-in by default.
+DataRootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Dataset root \\[default: the embedded stand-in, made on first use].",
+        rich_help_panel=Panel.DATA,
+    ),
+]
 BatchSizeOption = Annotated[
     int, typer.Option("--batch-size", help="Images per batch.", rich_help_panel=Panel.HARDWARE)
 ]

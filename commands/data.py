@@ -11,6 +11,7 @@ import typer
 from plantkit.artifacts import data_dir
 from plantkit.choices import MAX_DEFAULT_WORKERS, CacheFormat, Profile
 from plantkit.commands._cli import (
+    DataRootOption,
     Panel,
     QuietFlag,
     console,
@@ -276,14 +277,7 @@ def inspect(
     )
 )
 def cache(
-    root: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Dataset root \\[default: the embedded stand-in, made on first use].",
-            rich_help_panel=Panel.DATA,
-        ),
-    ] = None,
+    root: DataRootOption = None,
     resize: Annotated[
         int,
         typer.Option(

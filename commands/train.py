@@ -13,6 +13,7 @@ import typer
 from plantkit.choices import LogitsDtype as Dtype
 from plantkit.choices import Loss, LrScale, Sampler
 from plantkit.commands._cli import (
+    DataRootOption,
     JsonFlag,
     Panel,
     WorkersOption,
@@ -27,14 +28,7 @@ from plantkit.errors import PlantkitInputError
 
 def train(
     ctx: typer.Context,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Dataset root \\[default: the embedded stand-in, made on first use].",
-            rich_help_panel=Panel.DATA,
-        ),
-    ] = None,
+    data: DataRootOption = None,
     val_from_train: Annotated[
         float | None,
         typer.Option(

@@ -45,3 +45,12 @@ def refused(*args) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
+
+
+def process_running(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie no one reaped has exited too)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

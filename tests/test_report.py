@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import process_running
 from rich.console import Console
 
 from plantkit.artifacts import store_path
@@ -575,18 +576,11 @@ def test_evaluating_processes_exit_when_the_report_is_killed(tmp_path):
                               text=True)
     worker = int(parent.stdout.readline())
 
-    def running(pid: int) -> bool:  # a zombie no one reaped has exited too
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-        except FileNotFoundError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-    assert running(worker)
+    assert process_running(worker)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     for _ in range(100):  # PARENT_CHECK_S is 1 s
-        if not running(worker):
+        if not process_running(worker):
             break
         time.sleep(0.1)
     else:

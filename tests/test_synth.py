@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import process_running
 from PIL import Image
 
 from plantkit.data.layout import CLASS_INDEX_FILE, METADATA_FILE, NAMES_FILE, class_order
@@ -342,22 +343,15 @@ def test_drawing_processes_exit_when_the_parent_is_killed(tmp_path):
     workers = [int(pid) for pid in parent.stdout.readline().split()]
     assert len(workers) == 2
 
-    def running(pid: int) -> bool:  # a zombie no one reaped has exited too
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-        except FileNotFoundError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     for _ in range(100):  # plantkit.parent_watch.PARENT_CHECK_S is 1 s
-        if not any(map(running, workers)):
+        if not any(map(process_running, workers)):
             break
         time.sleep(0.1)
     else:
         for pid in workers:
-            if running(pid):
+            if process_running(pid):
                 os.kill(pid, signal.SIGKILL)
         raise AssertionError("a drawing process outlived its killed parent")
     # The killed run left its unfinished folder, not a dataset; the next run clears it.
