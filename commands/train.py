@@ -91,6 +91,15 @@ def train(
             rich_help_panel=Panel.MODEL,
         ),
     ] = None,
+    retrain_head: Annotated[
+        bool,
+        typer.Option(
+            "--retrain-head",
+            help="With --init-from: freeze its backbone and train a new classifier (cRT, "
+            "Kang et al. 2020), e.g. with --sampler balanced for a few --epochs.",
+            rich_help_panel=Panel.RARE,
+        ),
+    ] = False,
     epochs: Annotated[
         int, typer.Option("--epochs", help="Epochs to train.", rich_help_panel=Panel.RECIPE)
     ] = 30,
@@ -177,11 +186,43 @@ def train(
         Loss,
         typer.Option(
             "--loss",
-            help="ce: cross-entropy; weighted: cross-entropy with balanced class weights "
-            "(scikit-learn's).",
+            help="ce: cross-entropy; weighted: with balanced class weights (the reference "
+            "study's); balanced-softmax; logit-adjusted (--tau); class-balanced (--beta, "
+            "--focal-gamma); focal (--focal-gamma); ldam (margins from the train counts; "
+            "with --defer-epoch: LDAM-DRW).",
             rich_help_panel=Panel.RARE,
         ),
     ] = Loss.ce,
+    tau: Annotated[
+        float,
+        typer.Option("--tau", help="logit-adjusted: weight of log(prior) added to the logits.",
+                     rich_help_panel=Panel.RARE),
+    ] = 1.0,
+    beta: Annotated[
+        float,
+        typer.Option("--beta", help="class-balanced: the effective number's beta, in [0, 1).",
+                     rich_help_panel=Panel.RARE),
+    ] = 0.999,
+    focal_gamma: Annotated[
+        float | None,
+        typer.Option("--focal-gamma", metavar="<float>",
+                     help="focal / class-balanced: the focusing exponent \\[default: 2 for "
+                     "focal, 0 for class-balanced].", rich_help_panel=Panel.RARE),
+    ] = None,
+    mixup: Annotated[
+        float | None,
+        typer.Option("--mixup", metavar="<alpha>",
+                     help="Mixup (timm's): each image blended with another, lambda ~ "
+                     "Beta(alpha, alpha); 0.2 is common. The loss charges both labels.",
+                     rich_help_panel=Panel.RARE),
+    ] = None,
+    cutmix: Annotated[
+        float | None,
+        typer.Option("--cutmix", metavar="<alpha>",
+                     help="CutMix (timm's): a box of another image pasted in; 1.0 is common. "
+                     "With --mixup, each batch uses one of the two at random.",
+                     rich_help_panel=Panel.RARE),
+    ] = None,
     amp: Annotated[
         bool,
         typer.Option(
@@ -298,6 +339,7 @@ def train(
         pretrained=pretrained,
         weights=None if weights is None else str(weights),
         init_from=init_from,
+        retrain_head=retrain_head,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -312,6 +354,11 @@ def train(
         sampler=value_of(sampler),
         defer_epoch=defer_epoch,
         loss=value_of(loss),
+        tau=tau,
+        beta=beta,
+        focal_gamma=focal_gamma,
+        mixup=mixup,
+        cutmix=cutmix,
         amp=amp,
         compile=compile_backbone,
         devices=devices,

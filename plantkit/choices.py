@@ -45,7 +45,8 @@ class LogitsDtype(Choice):
 class Loss(Choice):
     """Training losses (plantkit.training.losses)."""
 
-    ce, weighted = "ce", "weighted"
+    ce, weighted, balanced_softmax, logit_adjusted, class_balanced, focal, ldam = (
+        "ce", "weighted", "balanced-softmax", "logit-adjusted", "class-balanced", "focal", "ldam")
 
 
 class LrScale(Choice):

@@ -14,6 +14,7 @@ import keras  # isort: skip
 import pytest
 import torch
 from cli_helpers import one_torch_thread  # noqa: F401 (an autouse fixture)
+from train_helpers import InterruptAfterFirstEpoch
 
 from plantkit.data.layout import open_dataset
 from plantkit.data.profiles import make_profile
@@ -56,12 +57,6 @@ class StartingWeights(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.state = {k: v.detach().cpu().clone()
                       for k, v in self.model.backbone.state_dict().items()}
-
-
-class InterruptAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt
 
 
 def test_init_from_an_expert_name_trains_from_its_weights_and_records_its_folder(
@@ -139,3 +134,49 @@ def test_the_cli_refuses_an_unknown_name_in_one_line_before_torch(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == "2 []", result.stderr
     assert len(lines) == 2 and "--init-from nobody" in lines[0], lines
+
+
+def _classifier_keys(state: dict) -> set[str]:
+    return {key for key in state if key.startswith("fc.")}  # test_resnet's head is `fc`
+
+
+def test_retrain_head_trains_a_new_classifier_on_the_frozen_backbone(artifacts, data_root):
+    base = torch.load(artifacts / "experts" / "base" / "weights.pt", weights_only=True)
+    start = StartingWeights()
+    config = tiny(data_root, init_from="base", retrain_head=True, sampler="balanced", epochs=2,
+                  name="crt")
+    run_dir = train_expert(config, artifacts=artifacts, quiet=True, callbacks=[start]).folder
+    after = torch.load(run_dir / "weights.pt", weights_only=True)
+    head = _classifier_keys(base)
+    assert head == {"fc.weight", "fc.bias"}
+    # Everything but the classifier, BatchNorm statistics included, is the base's.
+    for key in base.keys() - head:
+        assert torch.equal(after[key], base[key]), key
+    # The classifier started anew (not the base's) and was trained from there.
+    for key in head:
+        assert not torch.equal(start.state[key], base[key]), key
+        assert not torch.equal(after[key], start.state[key]), key
+    recorded = json.loads((run_dir / "train_config.json").read_text())["config"]
+    assert recorded["retrain_head"] is True and recorded["sampler"] == "balanced"
+
+
+def test_retrain_head_resumes_to_the_uninterrupted_run(artifacts, data_root, tmp_path):
+    config = dict(init_from="base", retrain_head=True, sampler="balanced", epochs=2, name="crt")
+    whole = train_expert(tiny(data_root, **config), artifacts=artifacts, quiet=True).folder
+    other = tmp_path / "other"
+    (other / "experts").mkdir(parents=True)
+    (other / "experts" / "base").symlink_to(artifacts / "experts" / "base")
+    with pytest.raises(KeyboardInterrupt):
+        train_expert(tiny(data_root, **config), artifacts=other, quiet=True,
+                     callbacks=[InterruptAfterFirstEpoch()])
+    again = train_expert(tiny(data_root, **config, resume=True), artifacts=other, quiet=True,
+                         given={"init_from", "resume"}).folder
+    ours = torch.load(again / "weights.pt", weights_only=True)
+    theirs = torch.load(whole / "weights.pt", weights_only=True)
+    for key in theirs:
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_retrain_head_needs_init_from(data_root, tmp_path):
+    with pytest.raises(PlantkitInputError, match="--retrain-head .* pass --init-from"):
+        train_expert(tiny(data_root, retrain_head=True), artifacts=tmp_path, quiet=True)

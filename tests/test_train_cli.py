@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cli_helpers import cli, one_torch_thread, refused  # noqa: F401 (an autouse fixture)
+from train_helpers import InterruptAfterFirstEpoch
 
 from plantkit.artifacts import HISTORY_COLUMNS
 from plantkit.artifacts import read_history_rows as read_history
-from plantkit.backend import keras
 from plantkit.data.profiles import make_profile
 from plantkit.data.synth import generate_dataset
 from plantkit.store import open_store
@@ -83,14 +83,6 @@ def test_two_epochs_lower_the_loss_and_beat_chance(trained):
     with open_store(trained / "experts" / "test_resnet" / "predictions.h5") as store:
         hits = store.logits("val").argmax(1) == store.labels("val")
     assert hits.mean() > 1.5 / CLASSES
-
-
-class InterruptAfterFirstEpoch(keras.callbacks.Callback):
-    """Stops training like Ctrl-C once epoch 0 (and its checkpoints) is done."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_interruption_equals_the_uninterrupted_run(trained, data_root, tmp_path):

@@ -94,6 +94,7 @@ class Expert(keras.Model):
         self._classifier_name, _ = registry.classifier_module(module, self._spec,
                                                               int(num_classes))
         self._info: dict[str, Any] | None = None
+        self._backbone_frozen = False
         self.built = True
 
     @property
@@ -129,8 +130,31 @@ class Expert(keras.Model):
     def call(self, x, training=False):
         x = self._to_device(x)
         with self._autocast():
-            logits = self.wrapper(x, training=bool(training))
+            # A frozen backbone runs in eval mode in training too: BatchNorm keeps its
+            # statistics and only the classifier learns (cRT).
+            logits = self.wrapper(x, training=bool(training) and not self._backbone_frozen)
         return logits.float()
+
+    def freeze_backbone(self) -> None:
+        """Train only the classifier from now on (decoupled classifier retraining, Kang et
+        al. 2020): every other parameter is left out of the trainable variables, so the
+        optimizer never sees it and autograd never computes its gradient. Call before
+        compile."""
+        head = {id(p) for p in self._classifier().parameters()}
+        for variable in self.wrapper.variables:
+            variable.trainable = id(variable.value) in head
+        self._backbone_frozen = True
+
+    def reset_classifier(self) -> None:
+        """Random classifier weights (torch's default initialisation of the layer), in place:
+        the Keras variables keep wrapping the same tensors."""
+        head = self._classifier()
+        reset = getattr(head, "reset_parameters", None)
+        if not callable(reset):
+            raise PlantkitInputError(f"{self._config['arch']}'s classifier "
+                                     f"({type(head).__name__}) cannot be re-initialised")
+        with torch.no_grad():
+            reset()
 
     def predict_batch(self, x, *, features: bool = False):
         """Eval-mode logits (float32) and, with `features`, penultimate features (float32).

@@ -32,6 +32,7 @@ class EpochBatches(IterableDataset):
         device: torch.device | str | None = None,
         min_batch: int = 1,
         exact: bool = False,
+        mix=None,
     ):
         super().__init__()
         self._loader_for_epoch = loader_for_epoch
@@ -43,6 +44,9 @@ class EpochBatches(IterableDataset):
         # Data-parallel training: every process must take num_batches steps (each step is a
         # collective), so a batch lost to corrupt images is made up by repeating the last.
         self.exact = bool(exact)
+        # --mixup / --cutmix (plantkit.training.mixing.BatchMixer): applied on the device,
+        # after the copy, in this process (its random draws follow the seed and the epoch).
+        self.mix = mix
         self.epoch = 0
         self.images_seen = 0  # in the current epoch
 
@@ -54,6 +58,8 @@ class EpochBatches(IterableDataset):
 
     def __iter__(self):
         self.images_seen = 0
+        if self.mix is not None:
+            self.mix.start_epoch(self.epoch)
         ahead, delivered = None, 0
         for images, labels, *_indices in self._loader_for_epoch(self.epoch):
             if len(labels) < self.min_batch:
@@ -77,6 +83,8 @@ class EpochBatches(IterableDataset):
             # Pinned host memory (the loaders pin it) makes this copy asynchronous.
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
+        if self.mix is not None:
+            return self.mix(images, labels)
         return images, labels
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from plantkit.choices import IMAGENET_MEAN, IMAGENET_STD, SPLITS
@@ -15,8 +16,8 @@ from plantkit.models import checkpoints
 from plantkit.models.expert import create_expert, load_expert
 from plantkit.models.expert_files import read_expert_json
 from plantkit.progress import progress_bar
-from plantkit.training.config import DEFAULT_ARCH, TrainConfig
-from plantkit.training.losses import CrossEntropy, balanced_class_weights
+from plantkit.training.config import DEFAULT_ARCH, TrainConfig, effective_lr
+from plantkit.training.losses import make_loss
 from plantkit.training.metrics import accuracy_metrics
 from plantkit.training.optim import TorchSGD
 
@@ -100,17 +101,19 @@ def check_init_expert(expert, init: Path, config: TrainConfig, dataset) -> None:
 
 
 def compile_expert(expert, config: TrainConfig, num_classes: int, train_labels=None) -> None:
-    """Compile `expert` for training: TorchSGD, (weighted) cross-entropy, top-1/top-5/macro.
-
-    `train_labels` are needed for `config.loss == "weighted"` (balanced class weights).
-    """
-    class_weights = None
-    if config.loss == "weighted":
-        class_weights = balanced_class_weights(train_labels, num_classes)
+    """Compile `expert` for training: TorchSGD, the --loss (plantkit.training.losses), top-1 /
+    top-5 / macro. `train_labels` give the per-class counts the long-tail losses need."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=num_classes)
+    try:
+        loss = make_loss(config.loss, counts, tau=config.tau, beta=config.beta,
+                         focal_gamma=config.focal_gamma,
+                         deferred=config.defer_epoch is not None)
+    except ValueError as exc:
+        raise PlantkitInputError(f"--loss {config.loss}: {exc}") from None
     expert.compile(
-        optimizer=TorchSGD(config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                           l2_weight_decay=config.weight_decay),
-        loss=CrossEntropy(class_weights),
+        optimizer=TorchSGD(effective_lr(config), momentum=config.momentum,
+                           nesterov=config.nesterov, l2_weight_decay=config.weight_decay),
+        loss=loss,
         metrics=accuracy_metrics(num_classes),
         jit_compile=False,
     )

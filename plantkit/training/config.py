@@ -9,6 +9,7 @@ that need the resume point itself.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class TrainConfig:
     # A plantkit expert folder, a Pl@ntNet-300K checkpoint file, or the name of an expert under
     # ARTIFACTS/experts (run_dir_of replaces a name by its folder, which the run records).
     init_from: str | None = None
+    # cRT (Kang et al. 2020): keep the --init-from backbone frozen, retrain a new classifier.
+    retrain_head: bool = False
     epochs: int = 30
     batch_size: int = 32
     lr: float = 0.01
@@ -75,6 +78,11 @@ class TrainConfig:
     # weights apply from this epoch (0-based) on; None: from the start.
     defer_epoch: int | None = None
     loss: str = "ce"
+    tau: float = 1.0  # logit-adjusted: the prior's exponent
+    beta: float = 0.999  # class-balanced: Cui et al.'s effective-number beta
+    focal_gamma: float | None = None  # focal / class-balanced; None: 2 for focal, 0 for CB
+    mixup: float | None = None  # mixup's Beta(alpha, alpha); None or 0: off
+    cutmix: float | None = None  # CutMix's Beta(alpha, alpha); with --mixup: half the batches
     amp: bool = False
     compile: bool = False  # torch.compile the backbone (same weights, same state_dict keys)
     lr_scale: str = "none"  # "linear": --lr is multiplied by global batch / REFERENCE_BATCH
@@ -197,6 +205,15 @@ def _check_choices(config: TrainConfig) -> None:
         raise PlantkitInputError(
             f"--lr-scale {config.lr_scale!r} is unknown: use {' or '.join(LR_SCALES)}"
         )
+    if not 0.0 <= config.beta < 1.0:
+        raise PlantkitInputError(f"--beta must be in [0, 1), got {config.beta}")
+    if config.focal_gamma is not None and config.focal_gamma < 0:
+        raise PlantkitInputError(f"--focal-gamma must be >= 0, got {config.focal_gamma}")
+    if config.tau < 0:
+        raise PlantkitInputError(f"--tau must be >= 0, got {config.tau}")
+    for option, alpha in (("--mixup", config.mixup), ("--cutmix", config.cutmix)):
+        if alpha is not None and not (alpha >= 0 and math.isfinite(alpha)):
+            raise PlantkitInputError(f"{option} must be an alpha >= 0 (0: off), got {alpha}")
     if config.predict_dtype not in LOGITS_DTYPES:
         raise PlantkitInputError(
             f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"
@@ -217,6 +234,10 @@ def _check_start(config: TrainConfig) -> None:
         raise PlantkitInputError(f"--weights {config.weights} is not a file")
     if config.arch is not None:
         resolve_arch(config.arch)  # an unknown name, with close names, before timm loads
+    if config.retrain_head and not config.init_from:
+        raise PlantkitInputError(
+            "--retrain-head retrains the classifier of a trained expert: pass --init-from "
+            "EXPERT too")
     # --init-from may name an expert: it is checked with ARTIFACTS, by resolve_init_from.
 
 

@@ -64,6 +64,8 @@ from plantkit.training.config import (
     validate,
 )
 from plantkit.training.launch import SYNC_BN_NEEDS_GPUS
+from plantkit.training.losses import REWEIGHTING_LOSSES, DeferredReweighting
+from plantkit.training.mixing import BatchMixer, mixing_active
 from plantkit.training.result import TrainResult
 from plantkit.training.schedule import multistep_lr_callback
 
@@ -143,6 +145,8 @@ def _train_locked(config: TrainConfig, run_dir: Path, artifacts: Path, world, *,
         config, resume_from = TrainConfig.from_dict(decided[0]), decided[1]
         dataset = open_training_dataset(config, artifacts, quiet=True)
     expert = _starting_expert(config, dataset, run_dir, resume_from, quiet=quiet, world=world)
+    if config.retrain_head:
+        _for_head_retraining(expert, config, fresh=resume_from is None)
     try:
         if world.main:
             run_folder.write_train_config(run_dir, config, dataset)  # a resumed run: its --epochs
@@ -163,6 +167,15 @@ def _train_locked(config: TrainConfig, run_dir: Path, artifacts: Path, world, *,
         raise
     if world.main:
         _finish(run_dir, config, dataset, quiet=quiet, cache_in=artifacts)
+
+
+def _for_head_retraining(expert, config: TrainConfig, *, fresh: bool) -> None:
+    """--retrain-head (cRT): a new classifier (a resumed run's is its checkpoint's) over the
+    frozen backbone."""
+    if fresh:
+        torch.manual_seed(config.seed)
+        expert.reset_classifier()
+    expert.freeze_backbone()
 
 
 def _say_batch(config: TrainConfig, quiet: bool) -> None:
@@ -242,8 +255,10 @@ def fit_expert(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoc
         train_loader.set_epoch(epoch)
         return train_loader
 
+    mixer = (BatchMixer(config.mixup, config.cutmix, config.batch_size, config.seed)
+             if mixing_active(config.mixup, config.cutmix) else None)
     train_batches = EpochBatches(train_loader_at, len(train_loader), device=expert.device,
-                                 min_batch=2, exact=world.distributed)
+                                 min_batch=2, exact=world.distributed, mix=mixer)
     val_batches = EpochBatches(lambda _epoch: val_loader, len(val_loader), device=expert.device)
 
     def save_to(directory: Path) -> None:
@@ -263,6 +278,8 @@ def fit_expert(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoc
                       corrupt_count=lambda: train_tally.corrupt + val_tally.corrupt),
         stop_on_nan,
     ]
+    if config.defer_epoch is not None and config.loss in REWEIGHTING_LOSSES:
+        plantkit_callbacks.append(DeferredReweighting(expert.loss, config.defer_epoch))
     if world.distributed and not config.sync_bn:
         plantkit_callbacks.append(cb.BroadcastBuffers(expert.backbone))
     if world.main:  # the one writer

@@ -18,11 +18,19 @@ from plantkit.backend import keras
 ops = keras.ops
 
 
+def own_labels(y_true):
+    """The labels as int32 (N): mixed training rows (label, partner's label, lambda, from
+    plantkit.training.mixing) count against each image's own label."""
+    if len(ops.shape(y_true)) == 2 and ops.shape(y_true)[1] == 3:
+        y_true = y_true[:, 0]
+    return ops.cast(ops.reshape(y_true, (-1,)), "int32")
+
+
 def true_class_rank(y_true, y_pred):
     """Per row, the number of other classes not scoring below the true class (int32):
     `plantkit.metrics.true_class_rank` in keras.ops (NaN included), compared in float32."""
     scores = ops.cast(y_pred, "float32")
-    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    labels = own_labels(y_true)
     true_score = ops.take_along_axis(scores, ops.expand_dims(labels, -1), axis=-1)
     return ops.sum(ops.cast(ops.logical_not(ops.less(scores, true_score)), "int32"), axis=-1) - 1
 
@@ -74,7 +82,7 @@ class MacroTop1(keras.metrics.Metric):
         self.seen = self.add_variable(shape=(self.num_classes,), initializer="zeros", name="seen")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        labels = own_labels(y_true)
         hits = ops.cast(ops.equal(true_class_rank(labels, y_pred), 0), self.dtype)
         # Rows x classes one-hot by comparison: unlike bincount (torch's reads the largest
         # label back to the host on a GPU), it never waits on the device.
