@@ -106,7 +106,7 @@ def test_ldam_margins_shrink_as_n_to_the_minus_quarter():
 
 def test_weighted_losses_use_torchs_weighted_mean():
     weights = class_balanced_weights(COUNTS, DRW_BETA)
-    nll = _nll(30.0 * _ldam_shifted(LOGITS))
+    nll = _nll(_ldam_shifted(LOGITS))  # scale 1: the default on unnormalised logits
     expected = (weights[LABELS] * nll).sum() / weights[LABELS].sum()
     loss = make_loss("ldam", COUNTS, deferred=True)
     loss.weights_active = True

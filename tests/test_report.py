@@ -26,8 +26,10 @@ from plantkit.report.html import write_report_html
 from plantkit.report.inputs import collect_store_paths, rows_to_read
 from plantkit.report.leaderboard import build_report
 from plantkit.report.per_class import check_per_class, per_class_table
-from plantkit.report.tables import leaderboard_table, print_report
+from plantkit.report.tables import leaderboard_table, print_report, training_options_table
+from plantkit.report.train_options import LONG_TAIL_OPTIONS
 from plantkit.store import StoreWriter
+from plantkit.training.config import TrainConfig
 
 NUM_CLASSES = 20
 CLASS_IDS = [str(1000 + i) for i in range(NUM_CLASSES)]
@@ -479,6 +481,85 @@ def test_html_without_history_or_gflops(artifacts, tmp_path):
     page = write_report_html(tmp_path / "g.html", only_gamma).read_text(encoding="utf-8")
     assert "No expert has a history.csv" in page
     assert "No store carries a gflops attribute" in page
+
+
+# --- training options -----------------------------------------------------------------------
+
+# train_config.json "config" of each expert: every long-tail option (beta at its default,
+# focal_gamma unset, lr no long-tail option), an older run's (no tau, beta, mixup ...), the
+# default recipe's as `plantkit train` records it; "damaged" has an unreadable file,
+# "imported" none.
+TRAIN_CONFIGS = {
+    "balanced": {"loss": "logit-adjusted", "sampler": "sqrt", "tau": 1.5, "beta": 0.999,
+                 "focal_gamma": None, "defer_epoch": 20, "mixup": 0.2, "cutmix": None,
+                 "retrain_head": True, "lr": 0.05},
+    "older": {"loss": "ce", "sampler": "none", "defer_epoch": None},
+    "recipe": TrainConfig().to_dict(),
+}
+# What the table shows: the options on and off their default, the loss always.
+SHOWN_OPTIONS = {
+    "balanced": {"loss": "logit-adjusted", "sampler": "sqrt", "tau": "1.5",
+                 "defer_epoch": "20", "mixup": "0.2", "retrain_head": "yes"},
+    "older": {"loss": "ce"},
+    "recipe": {"loss": "ce"},
+}
+
+
+@pytest.fixture(scope="module")
+def options_report(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("options")
+    for seed, name in enumerate(("balanced", "older", "recipe", "damaged", "imported")):
+        folder = _write_store(root, name, "expert", 0.5, ("test",), {}, seed=seed).parent
+        if name in TRAIN_CONFIGS:
+            (folder / "train_config.json").write_text(
+                json.dumps({"config": TRAIN_CONFIGS[name], "dataset": {}}))
+    (root / "experts" / "damaged" / "train_config.json").write_text("{not json")
+    return build_report(collect_store_paths([], root), workers=1)
+
+
+def test_training_options_are_read_as_recorded(options_report):
+    options = {m["name"]: m["training_options"] for m in options_report["models"]}
+    balanced = {k: v for k, v in TRAIN_CONFIGS["balanced"].items() if k != "lr"}
+    assert options.pop("recipe") == {k: v for k, v in TRAIN_CONFIGS["recipe"].items()
+                                     if k in LONG_TAIL_OPTIONS}
+    assert options == {"balanced": balanced, "older": TRAIN_CONFIGS["older"],
+                       "damaged": None, "imported": None}
+    # the report itself is not stopped by a damaged train_config.json
+    assert _row(options_report, "test", "damaged")["top1"] is not None
+
+
+def test_training_options_table_shows_what_is_set(options_report):
+    table = training_options_table(options_report)
+    headers = [c.header for c in table.columns]
+    assert headers == ["name", "loss", "sampler", "tau", "defer epoch", "mixup",
+                       "retrain head"]
+    columns = [list(map(str, c.cells)) for c in table.columns]
+    rows = {cells[0]: dict(zip(headers[1:], cells[1:])) for cells in zip(*columns)}
+    assert set(rows) == set(SHOWN_OPTIONS)  # no readable train_config.json: no row
+    for name, shown in SHOWN_OPTIONS.items():
+        assert {k: v for k, v in rows[name].items() if v} == {
+            k.replace("_", " "): v for k, v in shown.items()}
+    text = _text(options_report)
+    assert "Training options" in text and "default (tau 1, beta 0.999)" in text
+
+
+def test_no_training_options_table_without_train_configs(report):
+    assert training_options_table(report) is None
+    assert "Training options" not in _text(report)
+
+
+def test_html_shows_the_training_options(options_report, report, tmp_path):
+    page = write_report_html(tmp_path / "o.html", options_report).read_text(encoding="utf-8")
+    section = page.split("<h2>Training options</h2>")[1].split("<h2>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
+    assert cells[0] == ["expert", "loss", "sampler", "tau", "defer epoch", "mixup",
+                        "retrain head"]
+    assert cells[1:] == [["balanced", "logit-adjusted", "sqrt", "1.5", "20", "0.2", "yes"],
+                         ["older", "ce", "", "", "", "", ""],
+                         ["recipe", "ce", "", "", "", "", ""]]
+    plain = write_report_html(tmp_path / "p.html", report).read_text(encoding="utf-8")
+    assert "No expert has a train_config.json" in plain
 
 
 # --- the command ----------------------------------------------------------------------------

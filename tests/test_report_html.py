@@ -9,15 +9,23 @@ come from tests/test_report.py, whose numbers are known by construction.
 from __future__ import annotations
 
 import copy
+import json
 import re
 
+import numpy as np
 import pytest
 import test_report
+from combine_helpers import DEFAULT_SPECS, make_experts
 from test_report import _row
 
+from plantkit.combine.options import CombineOptions
+from plantkit.combine.run import run_combine
 from plantkit.report import html
 from plantkit.report.eda_html import _counts_figure
 from plantkit.report.html_page import LOG_TICK_FORMAT, log_axis
+from plantkit.report.inputs import collect_store_paths
+from plantkit.report.leaderboard import build_report
+from plantkit.report.tables import fmt
 
 # test_report's stores and their report, as fixtures of this module too.
 artifacts = test_report.artifacts
@@ -146,3 +154,77 @@ def test_page_embeds_plotly_and_draws_the_fixed_axes(report):
     assert not re.search(r"<script[^>]*\bsrc=", page)  # plotly inline, no CDN
     assert '"mode":"markers+text"' not in page
     assert page.count(f'"tickformat":"{LOG_TICK_FORMAT}"') == 3  # species, bins, cost
+
+
+# --- micro vs macro top-1 ---------------------------------------------------------------------
+
+
+def _points(fig) -> dict[str, tuple[float, float, str]]:
+    """name -> (x, y, shot text) of the figure's markers."""
+    return {c[0]: (x, y, c[1]) for t in fig.data if t.mode == "markers"
+            for x, y, c in zip(t.x, t.y, t.customdata)}
+
+
+def test_micro_macro_points_are_the_leaderboards_numbers(report):
+    fig = html.micro_macro_figure(report)
+    points = _points(fig)
+    rows = report["splits"]["test"]["leaderboard"]  # test, since the report has it
+    assert set(points) == {r["name"] for r in rows}
+    for row in rows:
+        x, y, shots = points[row["name"]]
+        assert x == pytest.approx(100 * row["top1"], abs=0.005)
+        assert y == pytest.approx(100 * row["macro_top1"], abs=0.005)
+        assert shots == "<br>" + " / ".join(
+            f"{b} {fmt(row[b], 'pct')}" for b in ("many", "medium", "few")) + " %"
+    assert {t.name for t in fig.data} == {"experts (test)", "combinations (test)"}
+    # no logit adjustment: no curve, nor a word of one
+    assert not [t for t in fig.data if "lines" in t.mode]
+    assert "dotted line" not in html.build_report_html(report)
+
+
+def test_micro_macro_falls_back_to_val_and_says_who_is_left_out(report):
+    only_val = copy.deepcopy(report)
+    del only_val["splits"]["test"]
+    assert html.tradeoff_split(only_val) == "val"
+    points = _points(html.micro_macro_figure(only_val))
+    assert set(points) == {"alpha", "beta", "mix"}  # gamma has no val split
+    assert points["alpha"][0] == pytest.approx(100 * _row(report, "val", "alpha")["top1"],
+                                               abs=0.005)
+    assert "on val (not in it: gamma)" in html.build_report_html(only_val)
+
+
+def test_micro_macro_hover_has_no_buckets_without_train_counts(report):
+    no_counts = copy.deepcopy(report)
+    no_counts["train_counts"] = None
+    assert {p[2] for p in _points(html.micro_macro_figure(no_counts)).values()} == {""}
+
+
+def test_no_micro_macro_figure_when_nothing_is_scored(report):
+    unscored = copy.deepcopy(report)
+    for row in unscored["splits"]["test"]["leaderboard"]:
+        row["top1"] = None
+    assert html.micro_macro_figure(unscored) is None
+    assert "No model has top-1 and macro top-1 on test." in html.build_report_html(unscored)
+
+
+def test_a_logit_adjustment_draws_its_saved_val_curve(tmp_path):
+    """combine saves the curve over tau in combination.json; the report draws it as is (a
+    cascade's curve, over thresholds, is no tau curve)."""
+    make_experts(tmp_path, DEFAULT_SPECS[:2], n_val=60, n_test=40)
+    run_combine(tmp_path, CombineOptions(average=True, cascade=True, logit_adjust="auto",
+                                         target="macro"))
+    built = build_report(collect_store_paths([], tmp_path), workers=1)
+    params = json.loads((tmp_path / "combos" / "logit-adjust" / "combination.json")
+                        .read_text())["params"]
+    curve = params["curve"]
+    lines = [t for t in html.micro_macro_figure(built).data if "lines" in t.mode]
+    assert [t.name for t in lines] == ["logit-adjust (val, tau)"]
+    assert list(lines[0].customdata) == curve["tau"]
+    np.testing.assert_allclose(lines[0].x, 100 * np.array(curve["val_top1"]), atol=0.005)
+    np.testing.assert_allclose(lines[0].y, 100 * np.array(curve["val_macro_top1"]), atol=0.005)
+    # the curve at the tau picked is the logit adjustment's own val numbers in the report
+    chosen = curve["tau"].index(params["tau"])
+    val = _row(built, "val", "logit-adjust")
+    assert val["macro_top1"] == pytest.approx(curve["val_macro_top1"][chosen])
+    assert val["top1"] == pytest.approx(curve["val_top1"][chosen])
+    assert "A dotted line is a logit adjustment's curve" in html.build_report_html(built)

@@ -10,6 +10,7 @@ three combinations of them: well under a minute.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import threading
 import time
@@ -218,6 +219,20 @@ def test_a_combination_shows_its_fitted_parameters(artifacts):
     assert cascade["order"] == ", ".join(
         json.loads((art / "combos" / "cascade" / "combination.json").read_text())
         ["params"]["order"])
+
+
+def test_an_expert_shows_its_long_tail_training_options(artifacts):
+    _, report = artifacts
+    # the synthetic stores have no train_config.json: --json says so, the summary too
+    assert view.model_entry(report, "large")["training_options"] is None
+    assert not [k for k, _ in view.model_details(report, "large", "test") if "trained" in k]
+    trained = copy.deepcopy(report)
+    view.model_entry(trained, "large")["training_options"] = {
+        "loss": "focal", "sampler": "none", "beta": 0.999, "focal_gamma": 1.0}
+    lines = dict(view.model_details(trained, "large", "test"))
+    # the loss, and what is on and off its default: not sampler none, nor beta's 0.999
+    assert {k: v for k, v in lines.items() if k.startswith("trained")} == {
+        "trained: loss": "focal", "trained: focal gamma": "1"}
 
 
 @pytest.mark.parametrize("size", SIZES)

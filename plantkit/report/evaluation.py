@@ -20,6 +20,7 @@ from plantkit.metrics import to_plain
 from plantkit.parent_watch import exit_with
 from plantkit.report.columns import ACCURACY_BIN_WIDTH, AVERAGE_K
 from plantkit.report.history import read_history
+from plantkit.report.train_options import read_options
 from plantkit.store import open_store
 
 # combination.json's keys a report's model entry carries for a combination.
@@ -89,10 +90,10 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
         for result in results.values():
             _add_shots(result, train_counts)
     gflops = _number(attrs.get("gflops"))
-    history = read_history(Path(store.path).parent / HISTORY_FILE)
-    measured = read_measured_cost(Path(store.path).parent)
-    combination = _combination_summary(Path(store.path).parent) \
-        if store.kind == "combination" else None
+    folder = Path(store.path).parent
+    history = read_history(folder / HISTORY_FILE)
+    measured = read_measured_cost(folder)
+    combination = _combination_summary(folder) if store.kind == "combination" else None
     return {
         "name": store.name,
         "kind": store.kind,
@@ -104,6 +105,8 @@ def _evaluate_model(store, chosen: list[str], train_counts, settings: dict,
         "measured_gflops": _number((measured or {}).get("measured_gflops_per_image")),
         "measured_cost": measured,
         "combination": combination,
+        # an expert's long-tail options from train_config.json (plantkit.report.train_options)
+        "training_options": read_options(folder) if store.kind == "expert" else None,
         "splits": list(store.splits),
         # class_names would repeat the report's classes.names for every model
         "attrs": {k: v for k, v in attrs.items() if k != "class_names"},

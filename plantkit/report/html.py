@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from plantkit.artifacts import write_text
+from plantkit.report import train_options
 from plantkit.report.columns import (
     ACCURACY_BIN_WIDTH,
     AVERAGE_K,
@@ -311,6 +312,94 @@ def cost_figure(report: dict):
     return fig
 
 
+def tradeoff_split(report: dict) -> str:
+    """The split of the micro/macro figure: test when reported, else val, else the last."""
+    return next((s for s in ("test", "val") if s in report["splits"]), list(report["splits"])[-1])
+
+
+def _shots_text(report: dict, row: dict) -> str:
+    """"<br>many 90.0 / medium 80.0 / few 70.0 %" for the hover; empty without buckets."""
+    if report["train_counts"] is None:
+        return ""
+    return "<br>" + " / ".join(f"{b} {fmt(row[b], 'pct')}" for b in BUCKET_RULES) + " %"
+
+
+def _tau_curves(report: dict) -> list[tuple[str, dict]]:
+    """(name, val curve over tau) of every logit adjustment: the curve `plantkit combine`
+    traced (combine.logit_adjust.TradeoffCurve), saved in its combination.json's params."""
+    curves = []
+    for model in report["models"]:
+        curve = ((model.get("combination") or {}).get("params") or {}).get("curve")
+        # a cascade's curve is a list of thresholds; logit adjustment's a dict of lists
+        if isinstance(curve, dict) and "tau" in curve:
+            curves.append((model["name"], curve))
+    return curves
+
+
+def _tau_trace(name: str, curve: dict):
+    import plotly.graph_objects as go
+
+    points = [(t, m, a) for t, m, a in zip(curve["tau"], curve["val_top1"],
+                                           curve["val_macro_top1"])
+              if m is not None and a is not None]
+    return go.Scatter(
+        x=[round(100 * m, 2) for _, m, _ in points], y=[round(100 * a, 2) for *_, a in points],
+        customdata=[t for t, _, _ in points], mode="lines+markers", name=f"{name} (val, tau)",
+        line={"dash": "dot"}, marker={"size": 5},
+        hovertemplate="tau %{customdata:g}<br>top-1 %{x:.1f} %<br>macro top-1 %{y:.1f} %"
+        "<extra>" + escape(name) + " on val</extra>")
+
+
+def micro_macro_figure(report: dict):
+    """Macro top-1 against micro top-1, a marker per expert and combination on
+    `tradeoff_split`, and a line per logit adjustment's val curve over tau; None when there
+    is nothing to plot."""
+    import plotly.graph_objects as go
+
+    split = tradeoff_split(report)
+    fig = go.Figure()
+    for kind in ("expert", "combination"):
+        rows = [r for r in report["splits"][split]["leaderboard"]
+                if r["kind"] == kind and r["top1"] is not None and r["macro_top1"] is not None]
+        if not rows:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[round(100 * r["top1"], 2) for r in rows],
+            y=[round(100 * r["macro_top1"], 2) for r in rows],
+            customdata=[[escape(r["name"]), _shots_text(report, r)] for r in rows],
+            mode="markers", name=f"{kind}s ({split})",
+            marker={"size": KIND_SIZES[kind], "symbol": KIND_SYMBOLS[kind],
+                    "color": KIND_COLORS[kind]},
+            # "%" + "%{": the unit, then the shots (one literal "%%{" would read as an escape)
+            hovertemplate="<b>%{customdata[0]}</b><br>top-1 %{x:.1f} %<br>macro top-1 "
+            "%{y:.1f} %" + "%{customdata[1]}<extra>" + kind + "</extra>",
+        ))
+    for name, curve in _tau_curves(report):
+        fig.add_trace(_tau_trace(name, curve))
+    if not fig.data:
+        return None
+    _layout(fig, "Macro top-1 against micro top-1",
+            xaxis={"title": "top-1, every image alike (micro, %)"},
+            yaxis={"title": "macro top-1, every species alike (%)"})
+    return fig
+
+
+def _training_options_html(report: dict) -> str:
+    keys, rows = train_options.options_table(report)
+    title = "<h2>Training options</h2>"
+    if not rows:
+        return title + ('<p class="note">No expert has a train_config.json beside its store '
+                        "(imported, or trained elsewhere): its options are unknown.</p>")
+    head = "".join(f'<th class="l">{escape(train_options.header(k))}</th>' for k in keys)
+    body = "".join(
+        f'<tr><td class="l">{escape(name)}</td>'
+        + "".join(f'<td class="l">{escape(shown.get(k, ""))}</td>' for k in keys) + "</tr>"
+        for name, shown in rows)
+    return (f'{title}<p class="explain">The long-tail options each expert was trained with '
+            f"(its train_config.json); {escape(train_options.left_out_text())}.</p>"
+            f'<table><tr><th class="l">expert</th>{head}</tr>{body}</table>')
+
+
 def _shows_best(row: dict, key: str, how: str, best) -> bool:
     """Whether the row's cell shows the column's best value: compared as shown, so that
     values that print alike are all green or none is (0.0046 and 0.0089 GFLOPs both shown
@@ -364,7 +453,23 @@ def build_report_html(report: dict) -> str:
     embed = FigureEmbedder()
     counted = " + ".join(report["image_counts_from"])
     buckets = "; ".join(f"{k}: {v}" for k, v in BUCKET_RULES.items())
+    tradeoff = tradeoff_split(report)
+    left_out = report["splits"][tradeoff]["missing"]
     sections = [
+        _section(
+            "Micro vs macro top-1",
+            "Micro top-1 counts every image alike, so the frequent species rule it; macro "
+            "top-1 is the mean over the species, so a rare one weighs as much as a frequent "
+            "one. Long-tail methods trade one for the other: further up is better for the rare "
+            f"species, further right for most images. A marker per expert and combination on "
+            f"{escape(tradeoff)}"
+            + (f" (not in it: {escape(', '.join(left_out))})" if left_out else "")
+            + "; hover for its many/medium/few-shot top-1."
+            + (" A dotted line is a logit adjustment's curve on val over tau (tau 0: its base "
+               "combination unchanged)." if _tau_curves(report) else ""),
+            micro_macro_figure(report), embed,
+            f"No model has top-1 and macro top-1 on {tradeoff}."),
+        _training_options_html(report),
         _section(
             "Per-species accuracy against image count",
             f"Every point is a species: its top-1 accuracy against its images ({counted}), "
@@ -420,6 +525,8 @@ __all__ = [
     "cost_figure",
     "count_by_accuracy_figure",
     "history_figure",
+    "micro_macro_figure",
     "reliability_figure",
+    "tradeoff_split",
     "write_report_html",
 ]

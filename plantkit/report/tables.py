@@ -10,6 +10,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from plantkit.report import train_options
 from plantkit.report.columns import AVERAGE_K, BUCKET_RULES, COLUMNS, column_k, grouped_notes
 
 DASH = "-"
@@ -328,6 +329,22 @@ def history_table(model: dict, rows: int | None = HISTORY_ROWS) -> Table | None:
     return table
 
 
+def training_options_table(report: dict) -> Table | None:
+    """The long-tail options of every expert with a train_config.json; None when none has."""
+    keys, rows = train_options.options_table(report)
+    if not rows:
+        return None
+    table = Table(title="Training options (long tail)",
+                  caption="from each expert's train_config.json; "
+                  + train_options.left_out_text(), caption_justify="left")
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH)
+    for key in keys:
+        table.add_column(train_options.header(key), no_wrap=True)
+    for name, shown in rows:
+        table.add_row(name, *[shown.get(key, "") for key in keys])
+    return table
+
+
 def per_class_table(rows: dict) -> Table:
     """The rows of `per_class.per_class_table`."""
     table = Table(
@@ -349,27 +366,30 @@ def per_class_table(rows: dict) -> Table:
     return table
 
 
+def _split_tables(report: dict, split: str, width: int) -> list[Table]:
+    """The leaderboard, top-k and bucket tables of one split, fitted to `width`."""
+    tables = leaderboard_tables(report, split, width)
+    if report.get("ks"):
+        tables += topk_tables(report, split)
+    buckets = bucket_table(report, split)
+    if buckets is not None and _min_width(buckets) > width:
+        buckets = bucket_table(report, split, by_model=True)
+        buckets = None if buckets is None else _fit_names(buckets, width)
+    return tables + ([buckets] if buckets is not None else [])
+
+
 def print_report(report: dict, console: Console, *, per_class: dict | None = None,
                  history_rows: int | None = HISTORY_ROWS) -> None:
     """Every terminal table of the report, then the notes."""
-    for split in report["splits"]:
-        for table in leaderboard_tables(report, split, console.width):
-            console.print(table)
-        if report.get("ks"):
-            for table in topk_tables(report, split):
-                console.print(table)
-        buckets: Table | None = bucket_table(report, split)
-        if buckets is not None and _min_width(buckets) > console.width:
-            buckets = bucket_table(report, split, by_model=True)
-            buckets = None if buckets is None else _fit_names(buckets, console.width)
-        if buckets is not None:
-            console.print(buckets)
-    for model in report["models"]:
-        history = history_table(model, history_rows)
-        if history is not None:
-            console.print(history)
+    tables: list[Table | None] = [table for split in report["splits"]
+                                  for table in _split_tables(report, split, console.width)]
+    tables.append(training_options_table(report))
+    tables += [history_table(model, history_rows) for model in report["models"]]
     if per_class is not None:
-        console.print(per_class_table(per_class))
+        tables.append(per_class_table(per_class))
+    for table in tables:
+        if table is not None:
+            console.print(table)
     notes = grouped_notes(report)
     if notes:
         console.print(Text("notes", style="bold"))
@@ -387,4 +407,5 @@ __all__ = [
     "per_class_table",
     "print_report",
     "topk_tables",
+    "training_options_table",
 ]

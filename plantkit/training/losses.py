@@ -194,11 +194,15 @@ class Focal(_PerClassLoss):
 class LDAM(_PerClassLoss):
     """Cao et al. 2019's label-distribution-aware margin loss: the true class's logit minus
     m_y, m_c proportional to n_c**-1/4 with max m = `max_margin`, all logits times `scale`,
-    then cross-entropy (torch's weighted mean with class weights: the DRW stage). The paper
-    normalises the last layer's features and weights; as the authors' code does with its
-    scale s, plantkit applies the margin to the backbone's logits."""
+    then cross-entropy (torch's weighted mean with class weights: the DRW stage).
 
-    def __init__(self, train_counts=None, max_margin: float = 0.5, scale: float = 30.0,
+    The authors' code puts the margin on a cosine classifier (normalised features and
+    weights, logits in [-1, 1]) and multiplies by s = 30. plantkit keeps the backbone's own
+    linear classifier, whose logits are unbounded: there s = 30 multiplies the gradients
+    thirty-fold and the run diverges (benchmarks/bench_longtail.py: -39 points of micro
+    top-1), so the default scale is 1 and the margins are in logit units."""
+
+    def __init__(self, train_counts=None, max_margin: float = 0.5, scale: float = 1.0,
                  class_weights=None, name: str = "ldam", **kwargs):
         super().__init__(name=name, class_weights=class_weights, **kwargs)
         counts = _check_counts(train_counts)

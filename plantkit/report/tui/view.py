@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from plantkit.metrics import PER_CLASS_TOP_K, shot_buckets
+from plantkit.report import train_options
 from plantkit.report.columns import COLUMNS
 from plantkit.report.tables import fmt, leaderboard_cell
 
@@ -187,8 +188,8 @@ def accuracy_by_count(report: dict, name: str, split: str
 
 
 def model_details(report: dict, name: str, split: str) -> list[tuple[str, str]]:
-    """(label, text) lines of the model screen's summary: cost, scores, calibration, and a
-    combination's fitted parameters."""
+    """(label, text) lines of the model screen's summary: cost, scores, calibration, an
+    expert's long-tail training options and a combination's fitted parameters."""
     model = model_entry(report, name)
     result = model["results"].get(split) or {}
     lines = [("kind", model["kind"]), ("architecture", str(model.get("architecture") or "-")),
@@ -200,6 +201,8 @@ def model_details(report: dict, name: str, split: str) -> list[tuple[str, str]]:
              ("ECE %", fmt(result.get("ece"), "pct")),
              ("NLL", fmt(result.get("nll"), "float")),
              ("species present", fmt(result.get("classes_present"), "count"))]
+    lines += [(f"trained: {train_options.header(key)}", text) for key, text
+              in train_options.shown_options(model.get("training_options")).items()]
     combination = model.get("combination")
     if combination:
         lines.append(("method", str(combination.get("method"))))
