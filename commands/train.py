@@ -194,15 +194,17 @@ def train(
         ),
     ] = Loss.ce,
     tau: Annotated[
-        float,
-        typer.Option("--tau", help="logit-adjusted: weight of log(prior) added to the logits.",
-                     rich_help_panel=Panel.RARE),
-    ] = 1.0,
+        float | None,
+        typer.Option("--tau", metavar="<float>",
+                     help="logit-adjusted: weight of log(prior) added to the logits "
+                     "\\[default: 1].", rich_help_panel=Panel.RARE),
+    ] = None,
     beta: Annotated[
-        float,
-        typer.Option("--beta", help="class-balanced: the effective number's beta, in [0, 1).",
-                     rich_help_panel=Panel.RARE),
-    ] = 0.999,
+        float | None,
+        typer.Option("--beta", metavar="<float>",
+                     help="class-balanced: the effective number's beta, in [0, 1) "
+                     "\\[default: 0.999].", rich_help_panel=Panel.RARE),
+    ] = None,
     focal_gamma: Annotated[
         float | None,
         typer.Option("--focal-gamma", metavar="<float>",

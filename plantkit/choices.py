@@ -49,6 +49,17 @@ class Loss(Choice):
         "ce", "weighted", "balanced-softmax", "logit-adjusted", "class-balanced", "focal", "ldam")
 
 
+# The losses' own options (`plantkit train --tau / --beta / --focal-gamma`) and their
+# defaults: an option given with another --loss is refused (it would change nothing).
+LOSS_OPTIONS = {
+    "logit-adjusted": {"tau": 1.0},
+    "class-balanced": {"beta": 0.999, "focal_gamma": 0.0},  # Cui et al.: gamma 0 is plain CB
+    "focal": {"focal_gamma": 2.0},  # Lin et al.'s value
+}
+# Losses whose class weights `--defer-epoch` switches on at that epoch (DRW).
+REWEIGHTING_LOSSES = ("weighted", "class-balanced", "ldam")
+
+
 class LrScale(Choice):
     """How `plantkit train --lr-scale` adapts --lr to the global batch."""
 

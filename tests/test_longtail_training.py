@@ -117,13 +117,23 @@ def test_longtail_options_are_recorded_and_resume_exactly(tail_root, tmp_path, m
     assert loss.weights_active and loss.class_weights is not None
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--mixup", "-0.5", "--mixup must be an alpha >= 0"),
-    ("--cutmix", "nan", "--cutmix must be an alpha >= 0"),
-    ("--beta", "1", "--beta must be in [0, 1)"),
-    ("--tau", "-1", "--tau must be >= 0"),
-    ("--focal-gamma", "-2", "--focal-gamma must be >= 0"),
+@pytest.mark.parametrize("options, message", [
+    (["--mixup", "-0.5"], "--mixup must be an alpha >= 0"),
+    (["--cutmix", "nan"], "--cutmix must be an alpha >= 0"),
+    (["--loss", "class-balanced", "--beta", "1"], "--beta must be a number in [0, 1), got 1.0"),
+    (["--loss", "logit-adjusted", "--tau", "-1"], "--tau must be a number >= 0"),
+    (["--loss", "logit-adjusted", "--tau", "nan"], "--tau must be a number >= 0, got nan"),
+    (["--loss", "focal", "--focal-gamma", "inf"], "--focal-gamma must be a number >= 0"),
+    # An option of another loss would change nothing: refused, not ignored.
+    (["--tau", "2"], "--tau is an option of --loss logit-adjusted, not of --loss ce"),
+    (["--loss", "focal", "--beta", "0.9"], "--beta is an option of --loss class-balanced"),
+    (["--loss", "ldam", "--focal-gamma", "1"],
+     "--focal-gamma is an option of --loss class-balanced or focal, not of --loss ldam"),
+    (["--defer-epoch", "3", "--epochs", "3", "--sampler", "sqrt"],
+     "--defer-epoch 3 is not before --epochs 3"),
+    (["--defer-epoch", "1", "--epochs", "3", "--loss", "focal"],
+     "with --sampler none and --loss focal it changes nothing"),
 ])
-def test_bad_longtail_options_exit_2(tail_root, tmp_path, option, value, message):
-    assert message in refused("--artifacts", tmp_path, "train", "--data", tail_root, option,
-                              value, "--quiet")
+def test_bad_longtail_options_exit_2(tail_root, tmp_path, options, message):
+    assert message in refused("--artifacts", tmp_path, "train", "--data", tail_root, *options,
+                              "--quiet")

@@ -495,6 +495,8 @@ TRAIN_CONFIGS = {
                  "retrain_head": True, "lr": 0.05},
     "older": {"loss": "ce", "sampler": "none", "defer_epoch": None},
     "recipe": TrainConfig().to_dict(),
+    # a loss's own options at their defaults (None) are shown with the defaults' values
+    "cb": {**TrainConfig().to_dict(), "loss": "class-balanced", "mixup": 0},
 }
 # What the table shows: the options on and off their default, the loss always.
 SHOWN_OPTIONS = {
@@ -502,13 +504,14 @@ SHOWN_OPTIONS = {
                  "defer_epoch": "20", "mixup": "0.2", "retrain_head": "yes"},
     "older": {"loss": "ce"},
     "recipe": {"loss": "ce"},
+    "cb": {"loss": "class-balanced", "beta": "0.999", "focal_gamma": "0"},
 }
 
 
 @pytest.fixture(scope="module")
 def options_report(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("options")
-    for seed, name in enumerate(("balanced", "older", "recipe", "damaged", "imported")):
+    for seed, name in enumerate(("balanced", "older", "recipe", "cb", "damaged", "imported")):
         folder = _write_store(root, name, "expert", 0.5, ("test",), {}, seed=seed).parent
         if name in TRAIN_CONFIGS:
             (folder / "train_config.json").write_text(
@@ -520,7 +523,8 @@ def options_report(tmp_path_factory) -> dict:
 def test_training_options_are_read_as_recorded(options_report):
     options = {m["name"]: m["training_options"] for m in options_report["models"]}
     balanced = {k: v for k, v in TRAIN_CONFIGS["balanced"].items() if k != "lr"}
-    assert options.pop("recipe") == {k: v for k, v in TRAIN_CONFIGS["recipe"].items()
+    for name in ("recipe", "cb"):
+        assert options.pop(name) == {k: v for k, v in TRAIN_CONFIGS[name].items()
                                      if k in LONG_TAIL_OPTIONS}
     assert options == {"balanced": balanced, "older": TRAIN_CONFIGS["older"],
                        "damaged": None, "imported": None}
@@ -531,8 +535,8 @@ def test_training_options_are_read_as_recorded(options_report):
 def test_training_options_table_shows_what_is_set(options_report):
     table = training_options_table(options_report)
     headers = [c.header for c in table.columns]
-    assert headers == ["name", "loss", "sampler", "tau", "defer epoch", "mixup",
-                       "retrain head"]
+    assert headers == ["name", "loss", "sampler", "tau", "beta", "focal gamma", "defer epoch",
+                       "mixup", "retrain head"]
     columns = [list(map(str, c.cells)) for c in table.columns]
     rows = {cells[0]: dict(zip(headers[1:], cells[1:])) for cells in zip(*columns)}
     assert set(rows) == set(SHOWN_OPTIONS)  # no readable train_config.json: no row
@@ -540,7 +544,7 @@ def test_training_options_table_shows_what_is_set(options_report):
         assert {k: v for k, v in rows[name].items() if v} == {
             k.replace("_", " "): v for k, v in shown.items()}
     text = _text(options_report)
-    assert "Training options" in text and "default (tau 1, beta 0.999)" in text
+    assert "Training options" in text and "not recorded (a run of an older plantkit)" in text
 
 
 def test_no_training_options_table_without_train_configs(report):
@@ -553,11 +557,13 @@ def test_html_shows_the_training_options(options_report, report, tmp_path):
     section = page.split("<h2>Training options</h2>")[1].split("<h2>")[0]
     rows = re.findall(r"<tr>(.*?)</tr>", section)
     cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
-    assert cells[0] == ["expert", "loss", "sampler", "tau", "defer epoch", "mixup",
-                        "retrain head"]
-    assert cells[1:] == [["balanced", "logit-adjusted", "sqrt", "1.5", "20", "0.2", "yes"],
-                         ["older", "ce", "", "", "", "", ""],
-                         ["recipe", "ce", "", "", "", "", ""]]
+    assert cells[0] == ["expert", "loss", "sampler", "tau", "beta", "focal gamma",
+                        "defer epoch", "mixup", "retrain head"]
+    assert cells[1:] == [
+        ["balanced", "logit-adjusted", "sqrt", "1.5", "", "", "20", "0.2", "yes"],
+        ["cb", "class-balanced", "", "", "0.999", "0", "", "", ""],
+        ["older", "ce", "", "", "", "", "", "", ""],
+        ["recipe", "ce", "", "", "", "", "", "", ""]]
     plain = write_report_html(tmp_path / "p.html", report).read_text(encoding="utf-8")
     assert "No expert has a train_config.json" in plain
 

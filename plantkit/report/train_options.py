@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 from plantkit.artifacts import read_train_config
+from plantkit.choices import LOSS_OPTIONS
 from plantkit.errors import PlantkitInputError
 from plantkit.training.config import TrainConfig
 
@@ -15,6 +16,8 @@ from plantkit.training.config import TrainConfig
 # never as a TrainConfig: a config of an older plantkit lacks some of them.
 LONG_TAIL_OPTIONS = ("loss", "sampler", "tau", "beta", "focal_gamma", "defer_epoch", "mixup",
                      "cutmix", "retrain_head")
+# The losses' own options: shown for the loss that has them only.
+_LOSS_OWN_KEYS = frozenset(key for keys in LOSS_OPTIONS.values() for key in keys)
 # Shown even at its default: the loss names the method ("ce": plain cross-entropy).
 ALWAYS_SHOWN = frozenset({"loss"})
 
@@ -39,17 +42,28 @@ def _defaults() -> dict:
 
 
 def _is_off(value) -> bool:
-    # By identity: 0 == False, and a tau or a focal gamma of 0 is a choice worth showing.
+    # A tau or a focal gamma of 0 is a choice worth showing; a mixup or CutMix alpha of 0 is
+    # off (0 == False, so compared by identity first).
     return value is None or value is False or value in ("", "none")
 
 
 def shown_options(options: dict | None) -> dict[str, str]:
-    """key -> text of the recorded options that are on and not at their default (the loss
-    always): what sets the run apart from the plain recipe."""
+    """key -> text of the recorded options that set the run apart from the plain recipe:
+    the loss always, its own options (LOSS_OPTIONS: given, else the loss's default; another
+    loss's are not shown), the others when on and not at their default."""
+    options = options or {}
     defaults = _defaults()
-    return {key: option_text(value) for key, value in (options or {}).items()
-            if key in ALWAYS_SHOWN
-            or not (_is_off(value) or (key in defaults and value == defaults[key]))}
+    own = LOSS_OPTIONS.get(str(options.get("loss")), {})
+    shown = {}
+    for key, value in options.items():
+        if key in _LOSS_OWN_KEYS:
+            if key in own:
+                shown[key] = option_text(own[key] if value is None else value)
+        elif key in ALWAYS_SHOWN or not (
+                _is_off(value) or (key in ("mixup", "cutmix") and value == 0)
+                or (key in defaults and value == defaults[key])):
+            shown[key] = option_text(value)
+    return shown
 
 
 def option_text(value) -> str:
@@ -74,13 +88,9 @@ def options_table(report: dict) -> tuple[list[str], list[tuple[str, dict[str, st
 
 
 def left_out_text() -> str:
-    """What an option left out (a blank cell, a column not there) stands for, naming the
-    defaults that are not simply off."""
-    defaults = _defaults()
-    named = ", ".join(f"{header(k)} {option_text(defaults[k])}" for k in LONG_TAIL_OPTIONS
-                      if k in defaults and k not in ALWAYS_SHOWN and not _is_off(defaults[k]))
-    return (f"an option left out is off, at plantkit train's default"
-            f"{f' ({named})' if named else ''} or not recorded (a run of an older plantkit)")
+    """What an option left out (a blank cell, a column not there) stands for."""
+    return ("an option left out is off, at plantkit train's default, not an option of the "
+            "expert's loss, or not recorded (a run of an older plantkit)")
 
 
 __all__ = ["LONG_TAIL_OPTIONS", "header", "left_out_text", "option_text", "options_table",

@@ -27,7 +27,15 @@ from plantkit.artifacts import (
     expert_dir,
     is_visible,
 )
-from plantkit.choices import LOGITS_DTYPES, LOSSES, LR_SCALES, SAMPLERS, default_workers
+from plantkit.choices import (
+    LOGITS_DTYPES,
+    LOSS_OPTIONS,
+    LOSSES,
+    LR_SCALES,
+    REWEIGHTING_LOSSES,
+    SAMPLERS,
+    default_workers,
+)
 from plantkit.errors import PlantkitInputError
 from plantkit.models.arch_names import resolve_arch
 from plantkit.models.expert_files import check_expert_folder, check_file, read_expert_json
@@ -78,9 +86,10 @@ class TrainConfig:
     # weights apply from this epoch (0-based) on; None: from the start.
     defer_epoch: int | None = None
     loss: str = "ce"
-    tau: float = 1.0  # logit-adjusted: the prior's exponent
-    beta: float = 0.999  # class-balanced: Cui et al.'s effective-number beta
-    focal_gamma: float | None = None  # focal / class-balanced; None: 2 for focal, 0 for CB
+    # The --loss's own options; None: its default (plantkit.choices.LOSS_OPTIONS).
+    tau: float | None = None  # logit-adjusted: the prior's exponent
+    beta: float | None = None  # class-balanced: Cui et al.'s effective-number beta
+    focal_gamma: float | None = None  # focal / class-balanced: the focusing exponent
     mixup: float | None = None  # mixup's Beta(alpha, alpha); None or 0: off
     cutmix: float | None = None  # CutMix's Beta(alpha, alpha); with --mixup: half the batches
     amp: bool = False
@@ -171,11 +180,6 @@ def _check_sizes(config: TrainConfig) -> None:
         )
     if config.augment_below is not None and config.augment_below < 1:
         raise PlantkitInputError(f"--augment-below must be >= 1, got {config.augment_below}")
-    if config.defer_epoch is not None and config.defer_epoch < 1:
-        raise PlantkitInputError(
-            f"--defer-epoch must be an epoch >= 1 (0-based; the first epochs run without "
-            f"re-balancing), got {config.defer_epoch}"
-        )
     if config.workers < 0:
         raise PlantkitInputError(f"--workers must be >= 0, got {config.workers}")
 
@@ -194,6 +198,47 @@ def _check_recipe(config: TrainConfig) -> None:
         raise PlantkitInputError(f"--milestones must be epochs >= 1, got {config.milestones}")
 
 
+def loss_option(config: TrainConfig, key: str) -> float | None:
+    """The --loss's option `key` (tau, beta, focal_gamma): as given, else its default."""
+    value = getattr(config, key)
+    return LOSS_OPTIONS.get(config.loss, {}).get(key) if value is None else value
+
+
+def _check_long_tail(config: TrainConfig) -> None:
+    """The loss's own options, mixing, and the deferred schedule: each must change the run."""
+    owners = {key: [loss for loss, keys in LOSS_OPTIONS.items() if key in keys]
+              for key in ("tau", "beta", "focal_gamma")}
+    for key, losses in owners.items():
+        value = getattr(config, key)
+        if value is None:
+            continue
+        if config.loss not in losses:
+            raise PlantkitInputError(f"{option_of(key)} is an option of --loss "
+                                     f"{' or '.join(losses)}, not of --loss {config.loss}")
+        if not math.isfinite(value) or value < 0 or (key == "beta" and value >= 1):
+            bound = "in [0, 1)" if key == "beta" else ">= 0"
+            raise PlantkitInputError(f"{option_of(key)} must be a number {bound}, got {value}")
+    for option, alpha in (("--mixup", config.mixup), ("--cutmix", config.cutmix)):
+        if alpha is not None and not (alpha >= 0 and math.isfinite(alpha)):
+            raise PlantkitInputError(f"{option} must be an alpha >= 0 (0: off), got {alpha}")
+    if config.defer_epoch is None:
+        return
+    if config.defer_epoch < 1:
+        raise PlantkitInputError(
+            f"--defer-epoch must be an epoch >= 1 (0-based; the first epochs run without "
+            f"re-balancing), got {config.defer_epoch}"
+        )
+    if config.defer_epoch >= config.epochs:
+        raise PlantkitInputError(
+            f"--defer-epoch {config.defer_epoch} is not before --epochs {config.epochs}: the "
+            "re-balancing would never start")
+    if config.sampler == "none" and config.loss not in REWEIGHTING_LOSSES:
+        raise PlantkitInputError(
+            f"--defer-epoch defers a --sampler or the class weights of --loss "
+            f"{', '.join(REWEIGHTING_LOSSES)}; with --sampler none and --loss {config.loss} "
+            "it changes nothing")
+
+
 def _check_choices(config: TrainConfig) -> None:
     if config.sampler not in SAMPLERS:
         raise PlantkitInputError(
@@ -205,15 +250,7 @@ def _check_choices(config: TrainConfig) -> None:
         raise PlantkitInputError(
             f"--lr-scale {config.lr_scale!r} is unknown: use {' or '.join(LR_SCALES)}"
         )
-    if not 0.0 <= config.beta < 1.0:
-        raise PlantkitInputError(f"--beta must be in [0, 1), got {config.beta}")
-    if config.focal_gamma is not None and config.focal_gamma < 0:
-        raise PlantkitInputError(f"--focal-gamma must be >= 0, got {config.focal_gamma}")
-    if config.tau < 0:
-        raise PlantkitInputError(f"--tau must be >= 0, got {config.tau}")
-    for option, alpha in (("--mixup", config.mixup), ("--cutmix", config.cutmix)):
-        if alpha is not None and not (alpha >= 0 and math.isfinite(alpha)):
-            raise PlantkitInputError(f"{option} must be an alpha >= 0 (0: off), got {alpha}")
+    _check_long_tail(config)
     if config.predict_dtype not in LOGITS_DTYPES:
         raise PlantkitInputError(
             f"--dtype {config.predict_dtype!r} is unknown: use float32 or float16"

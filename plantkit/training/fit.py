@@ -45,6 +45,7 @@ from plantkit.artifacts import (
     discard,
 )
 from plantkit.backend import keras
+from plantkit.choices import REWEIGHTING_LOSSES
 from plantkit.data.cache import cache_for_run
 from plantkit.data.loading import CorruptImageTally, make_loader
 from plantkit.errors import PlantkitInputError
@@ -64,7 +65,7 @@ from plantkit.training.config import (
     validate,
 )
 from plantkit.training.launch import SYNC_BN_NEEDS_GPUS
-from plantkit.training.losses import REWEIGHTING_LOSSES, DeferredReweighting
+from plantkit.training.losses import DeferredReweighting
 from plantkit.training.mixing import BatchMixer, mixing_active
 from plantkit.training.result import TrainResult
 from plantkit.training.schedule import multistep_lr_callback

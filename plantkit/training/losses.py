@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 from plantkit.backend import keras
+from plantkit.choices import LOSS_OPTIONS, LOSSES
 
 
 def balanced_class_weights(train_labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -224,22 +225,19 @@ class LDAM(_PerClassLoss):
 
 # The class-balanced weights the DRW stage of LDAM switches on (Cao et al. 2019: beta 0.9999).
 DRW_BETA = 0.9999
-# Losses whose class weights `--defer-epoch` switches on at that epoch.
-REWEIGHTING_LOSSES = ("weighted", "class-balanced", "ldam")
 
 
-# --focal-gamma when not given: focal's paper value; none for class-balanced (plain CB).
-DEFAULT_FOCAL_GAMMA = {"focal": 2.0, "class-balanced": 0.0}
-
-
-def make_loss(name: str, train_counts, *, tau: float = 1.0, beta: float = 0.999,
+def make_loss(name: str, train_counts, *, tau: float | None = None, beta: float | None = None,
               focal_gamma: float | None = None, deferred: bool = False) -> keras.losses.Loss:
-    """The `--loss` of a run from the train counts per class. `deferred` (--defer-epoch):
-    a re-weighting loss starts with its weights off (DeferredReweighting turns them on);
-    ldam then gets DRW's class-balanced weights."""
+    """The `--loss` of a run from the train counts per class; an option left None takes the
+    loss's default (plantkit.choices.LOSS_OPTIONS). `deferred` (--defer-epoch): a
+    re-weighting loss starts with its weights off (DeferredReweighting turns them on); ldam
+    then gets DRW's class-balanced weights."""
     counts = np.asarray(train_counts)
-    if focal_gamma is None:
-        focal_gamma = DEFAULT_FOCAL_GAMMA.get(name, 0.0)
+    defaults = LOSS_OPTIONS.get(name, {})
+    tau = defaults.get("tau") if tau is None else tau
+    beta = defaults.get("beta") if beta is None else beta
+    focal_gamma = defaults.get("focal_gamma") if focal_gamma is None else focal_gamma
     loss: keras.losses.Loss
     if name == "ce":
         return CrossEntropy()
@@ -249,17 +247,16 @@ def make_loss(name: str, train_counts, *, tau: float = 1.0, beta: float = 0.999,
     elif name == "balanced-softmax":
         return LogitAdjusted(counts, tau=1.0, name="balanced_softmax")
     elif name == "logit-adjusted":
-        return LogitAdjusted(counts, tau=tau)
+        return LogitAdjusted(counts, tau=float(tau or 0.0))
     elif name == "class-balanced":
-        loss = Focal(focal_gamma, class_balanced_weights(counts, beta), name="class_balanced")
+        loss = Focal(float(focal_gamma or 0.0), class_balanced_weights(counts, float(beta or 0.0)),
+                     name="class_balanced")
     elif name == "focal":
-        return Focal(focal_gamma)
+        return Focal(float(focal_gamma or 0.0))
     elif name == "ldam":
         loss = LDAM(counts, class_weights=class_balanced_weights(counts, DRW_BETA)
                     if deferred else None)
     else:
-        from plantkit.choices import LOSSES
-
         raise ValueError(f"unknown loss {name!r}: use {', '.join(LOSSES)}")
     if deferred:
         loss.weights_active = False  # type: ignore[attr-defined]
