@@ -1,5 +1,6 @@
 """`plantkit combine`: average, weighted, greedy, calibrated, cascaded and routed combinations
-of stored experts, fitted on val and scored once on test."""
+of stored experts, logit adjustment and tau-normalisation, fitted on val and scored once on
+test."""
 
 from __future__ import annotations
 
@@ -61,10 +62,23 @@ def combine(
             rich_help_panel=Panel.METHODS,
         ),
     ] = None,
+    tau_norm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tau-norm",
+            metavar="EXPERT",
+            help="Tau-normalised classifier of an expert (Kang et al. 2020): rows "
+            "w_c / ||w_c||^tau, bias dropped, tau picked on val for --target; needs its "
+            "stored features (plantkit predict --features); repeat for several.",
+            rich_help_panel=Panel.METHODS,
+        ),
+    ] = None,
     target: Annotated[
         Target,
         typer.Option(
-            "--target", help="What auto tau maximises on val.", rich_help_panel=Panel.METHOD_OPTIONS
+            "--target",
+            help="What a tau picked on val maximises (--logit-adjust auto, --tau-norm).",
+            rich_help_panel=Panel.METHOD_OPTIONS,
         ),
     ] = Target.top1,
     adjust_on: Annotated[
@@ -212,6 +226,7 @@ def combine(
         greedy=greedy,
         temperature=temperature,
         logit_adjust=logit_adjust,
+        tau_norm=list(tau_norm or []),
         target=value_of(target),
         adjust_on=adjust_on,
         cascade=cascade,

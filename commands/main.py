@@ -59,6 +59,7 @@ app.command(
         "plantkit combine --average --weighted --greedy",
         "plantkit combine --cascade --within 0.005 --router --top-k 1",
         "plantkit combine --logit-adjust auto --target macro --experts resnet18,mobilenet",
+        "plantkit combine --tau-norm resnet18 --tau-norm mobilenet --target macro",
     ),
 )(combine.combine)
 app.command(

@@ -17,11 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plantkit.artifacts import STORE_FILE, artifact_lock, artifacts_root, read_train_config
 from plantkit.errors import PlantkitInputError
+
+if TYPE_CHECKING:  # the store imports h5py: loaded when predicting
+    from plantkit.store import Classifier
 
 # The eval transform of the Pl@ntNet-300K recipe resizes to 256 and centre-crops 224.
 RESIZE_RATIO = 256 / 224
@@ -92,6 +96,10 @@ def predict_to_store(
     normalisation; the store's attributes record the resize, the crop (`input_size`) and the
     GFLOPs at that crop. `on_batch(n)` is called with each batch's size.
 
+    With `features` the store also keeps the expert's last layer (plantkit.store.Classifier:
+    `linear_classifier`) when it is a Linear over those features that gives the logits of
+    the first batch from its features (`reproduces_logits`); else none.
+
     Corrupt images: more than 1 % of a split's images (or all of them) refuses it
     (PlantkitInputError) and nothing is stored; fewer are left out of the store (their paths
     recorded: `Store.skipped_paths(split)`) and announced, once the store is written, in one
@@ -123,6 +131,10 @@ def predict_to_store(
                                    announce=announce_cache))
     train_counts = np.bincount(dataset.splits["train"].labels, minlength=dataset.num_classes)
     passes = []  # (split, the tally of its pass): what the warning line counts
+    # Kept beside the features when the expert's last layer is a Linear over them, and only
+    # once the first batch showed that it turns them into the logits (tau-normalisation).
+    classifier = linear_classifier(expert) if features else None
+    classifier_checked = classifier is None
     # The expert's folder is the artifact: one writer of it at a time (train holds it already).
     with artifact_lock(store_path.parent), \
             StoreWriter(store_path, name=name or store_path.parent.name, kind="expert",
@@ -141,6 +153,11 @@ def predict_to_store(
             predicted = np.zeros(len(rows), dtype=bool)
             for images, _labels, batch_indices in loader:
                 logits, feats = expert.predict_batch(images, features=features)
+                if classifier is not None and not classifier_checked:
+                    if not reproduces_logits(classifier, logits, feats,
+                                             amp=bool(expert.config["amp"])):
+                        classifier = None
+                    classifier_checked = True
                 indices = np.asarray(batch_indices)
                 _write_rows(out, rows, indices, logits, feats)
                 predicted[indices] = True
@@ -158,10 +175,52 @@ def predict_to_store(
                 if on_batch is not None:
                     on_batch(len(skipped))  # read too: the progress ends at the split's size
             passes.append((split, loader.last_pass))
+        if features:  # unchecked (no image predicted): none
+            writer.set_classifier(classifier if classifier_checked else None)
     line = skipped_corrupt_line(f"predicting {', '.join(splits)}", passes)
     if line is not None:
         warn(line)
     return store_path
+
+
+def linear_classifier(expert) -> Classifier | None:
+    """The expert's last layer as a plantkit.store.Classifier when it is a torch Linear over
+    the features prediction stores (its in_features the feature dim), else None."""
+    import torch
+
+    from plantkit.store import Classifier
+
+    head = expert.backbone.get_submodule(expert.classifier_name)
+    if not isinstance(head, torch.nn.Linear) or head.in_features != expert.info["feature_dim"]:
+        return None
+    weight = head.weight.detach().float().cpu().numpy()
+    bias = (np.zeros(weight.shape[0], np.float32) if head.bias is None
+            else head.bias.detach().float().cpu().numpy())
+    return Classifier(weight, bias, expert.classifier_name)
+
+
+# |features @ W.T + b - logits| allowed, relative to sum_d |f_d w_cd| + |b_c|: float32
+# rounding (and TF32) stays far below 2^-10; bfloat16 autocast rounds the inputs and the
+# output to 8 bits (2^-9 each).
+REPRODUCE_RTOL = {False: 2.0 ** -10, True: 2.0 ** -6}
+
+
+def reproduces_logits(classifier: Classifier, logits, features, *, amp: bool = False) -> bool:
+    """Whether features @ weight.T + bias gives the logits (torch tensors or arrays of one
+    batch) to rounding: a head with more than the one Linear (two heads averaged, a
+    scaled cosine layer ...) does not."""
+    logits = _as_float32(logits)
+    features = _as_float32(features)
+    weight, bias = classifier.weight, classifier.bias
+    bound = np.abs(features) @ np.abs(weight).T + np.abs(bias)
+    error = np.abs(features @ weight.T + bias - logits)
+    return bool(np.all(error <= REPRODUCE_RTOL[bool(amp)] * bound + 1e-5))
+
+
+def _as_float32(values) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype=np.float32)
 
 
 def _check_can_predict(expert, dataset, splits: Sequence[str]) -> None:

@@ -106,3 +106,27 @@ def rewrite_with_test_labels(source: Path, target: Path, permutation: np.ndarray
                                            dtype=store.logits_dtype(split),
                                            feature_dim=store.feature_dim(split))
                 part.write(0, store.logits(split), labels, store.paths(split), features)
+
+
+def write_linear_expert(artifacts: Path, name: str, labels: dict[str, np.ndarray],
+                        features: dict[str, np.ndarray], weight, bias=None, *,
+                        class_ids=("x", "y", "z"), fingerprint: str = "tiny",
+                        gflops: float = 1.0, classifier: bool = True) -> Path:
+    """An expert store whose logits are features @ weight.T + bias, with its features (float16,
+    as prediction stores them) and, unless `classifier` is False, the classifier."""
+    from plantkit.store import Classifier
+
+    weight = np.asarray(weight, dtype=np.float32)
+    bias = np.zeros(len(weight), np.float32) if bias is None else np.asarray(bias, np.float32)
+    path = store_path(artifacts, name)
+    with StoreWriter(path, name=name, kind="expert", class_ids=list(class_ids),
+                     fingerprint=fingerprint, attrs={"gflops": gflops},
+                     train_counts=np.arange(len(class_ids), 0, -1) * 10) as writer:
+        for split, y in labels.items():
+            f = np.asarray(features[split], dtype=np.float32)
+            part = writer.create_split(split, n_rows=len(y), feature_dim=f.shape[1])
+            paths = [f"{split}/{class_ids[c]}/img{i:04d}.jpg" for i, c in enumerate(y)]
+            part.write(0, f @ weight.T + bias, y, paths, f)
+        if classifier:
+            writer.set_classifier(Classifier(weight, bias, "fc"))
+    return path

@@ -31,7 +31,7 @@ EXPERTS = {"conv": "test_convnext", "mobile": "mobilenetv3_small_050", "small": 
 METHODS = ("average", "weighted", "greedy", "temperature", "logit-adjust", "cascade",
            "alt-average", "alt-weighted", "alt-cascade", "alt-logit-adjust",
            "on-expert-logit-adjust", "router", "top1-router", "conf-router",
-           "conf-logit-adjust")
+           "conf-logit-adjust", "tau-norm-conv", "tau-norm-mobile", "tau-norm-small")
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +54,16 @@ def trained(tmp_path_factory):
     assert code == 0, err
     # The other forms: logits space, accuracy weights (uncalibrated), a budget cascade, logit
     # adjustment of a cascade and of an expert, a top-1 router, a router on confidences and
-    # logit adjustment of it.
+    # logit adjustment of it; every expert's tau-normalised classifier.
     for extra in (["--average", "--space", "logits", "--weighted", "--weight-by", "accuracy",
                    "--cascade", "--budget", "0.004", "--logit-adjust", "0.5", "--adjust-on",
                    "cascade", "--prefix", "alt"],
                   ["--logit-adjust", "1", "--adjust-on", "small", "--prefix", "on-expert"],
                   ["--router", "--top-k", "1", "--prefix", "top1"],
                   ["--router", "--router-input", "confidences", "--logit-adjust", "0.5",
-                   "--adjust-on", "router", "--prefix", "conf"]):
+                   "--adjust-on", "router", "--prefix", "conf"],
+                  ["--tau-norm", "conv", "--tau-norm", "mobile", "--tau-norm", "small",
+                   "--target", "macro"]):
         code, _, err = cli("--artifacts", art, "combine", *extra, "--quiet")
         assert code == 0, err
     return art, data
@@ -364,6 +366,8 @@ def test_a_gate_that_would_run_code_is_refused_in_safe_mode(trained, tmp_path):
     ("logit-adjust", lambda d: d["output"].update(prior="nope"), "no array 'nope'"),
     ("average", lambda d: d["output"].update(weights=[0, 0, 0]), "not all 0"),
     ("average", lambda d: d["output"].update(mix="magic"), "unknown node 'magic'"),
+    ("tau-norm-small", lambda d: d["output"].update(weight="nope"), "no array 'nope'"),
+    ("tau-norm-small", lambda d: d["output"].update(tau=-1), "output.tau -1"),
 ])
 def test_a_damaged_runnable_document_is_refused_before_torch(trained, tmp_path, name, edit,
                                                             says):
@@ -380,3 +384,84 @@ def test_a_damaged_runnable_document_is_refused_before_torch(trained, tmp_path, 
     assert result["code"] == 2 and len(result["lines"]) == 1, result
     assert result["heavy"] == [], result
     assert "runnable.json is damaged" in result["lines"][0] and says in result["lines"][0]
+
+
+# --- tau-normalisation: the stored features and classifier, the runnable node ---------------
+
+
+@pytest.mark.parametrize("name", list(EXPERTS))
+def test_stored_features_and_classifier_give_the_stored_logits(trained, name):
+    """features @ W.T + b is the stored logits up to the float16 rounding of the features
+    (|f16 - f| <= 2^-11 |f|): the pair tau-normalisation rescales is the expert's own."""
+    art, _ = trained
+    with open_store(art / "experts" / name / "predictions.h5") as store:
+        classifier = store.classifier()
+        assert classifier is not None and classifier.module
+        for split in ("val", "test"):
+            features, logits = store.features(split), store.logits(split)
+            assert store.logits_dtype(split) == "float32"
+            weight, bias = classifier.weight, classifier.bias
+            error = np.abs(features @ weight.T + bias - logits)
+            bound = 2.0 ** -10 * (np.abs(features) @ np.abs(weight).T) + 1e-5
+            assert np.all(error <= bound), (split, float((error - bound).max()))
+            # The bound is tight enough to tell: the rows in another class order fail it.
+            swapped = np.abs(features @ weight[::-1].T + bias[::-1] - logits)
+            assert not np.all(swapped <= bound)
+
+
+def test_the_classifier_is_stored_only_when_it_turns_features_into_logits(trained):
+    import torch
+
+    from plantkit.models.expert import load_expert
+    from plantkit.predict import linear_classifier, reproduces_logits
+
+    art, _ = trained
+    expert = load_expert(art / "experts" / "small")
+    classifier = linear_classifier(expert)
+    with open_store(art / "experts" / "small" / "predictions.h5") as store:
+        stored = store.classifier()
+    assert classifier is not None and stored is not None
+    assert classifier.module == expert.classifier_name == stored.module
+    np.testing.assert_array_equal(classifier.weight, stored.weight)
+    images = torch.rand(4, 3, 32, 32)
+    logits, features = expert.predict_batch(images, features=True)
+    assert reproduces_logits(classifier, logits, features)
+    # A head that does more than its Linear (here: a shifted output) is not stored ...
+    assert not reproduces_logits(classifier, logits + 1.0, features)
+    # ... and one that is no Linear is not even tried.
+    expert.backbone.fc = torch.nn.Sequential(expert.backbone.fc)
+    assert linear_classifier(expert) is None
+
+
+def test_a_tau_norm_combination_runs_the_expert_s_features_on_its_stored_classifier(trained):
+    art, _ = trained
+    folder = art / "combos" / "tau-norm-small"
+    runnable = json.loads((folder / "runnable.json").read_text())
+    params = json.loads((folder / "combination.json").read_text())["params"]
+    m = [e["name"] for e in runnable["experts"]].index("small")
+    assert runnable["runs"] == [m]
+    assert runnable["output"] == {"mix": "tau-norm", "expert": m, "tau": params["tau"],
+                                  "weight": "classifier_weight", "input_dtype": "float16"}
+    with np.load(folder / "runnable.npz") as arrays, \
+            open_store(art / "experts" / "small" / "predictions.h5") as store:
+        np.testing.assert_array_equal(arrays["classifier_weight"], store.classifier().weight)
+
+
+def test_tau_norm_of_an_expert_predicted_without_features_says_predict_again(trained,
+                                                                            tmp_path):
+    art, _ = trained
+    copy = tmp_path / "art"
+    shutil.copytree(art / "experts", copy / "experts")
+    code, _, err = cli("--artifacts", copy, "predict", "--expert", "small", "--workers", "0",
+                       "--quiet")
+    assert code == 0, err
+    line = refused("--artifacts", copy, "combine", "--tau-norm", "small", "--quiet")
+    assert "holds no features for split 'val'" in line
+    assert "predict again with `plantkit predict --expert small --features`" in line
+    # Doing what it says: plantkit predict stores the features and the classifier again.
+    code, _, err = cli("--artifacts", copy, "predict", "--expert", "small", "--features",
+                       "--workers", "0", "--quiet")
+    assert code == 0, err
+    code, _, err = cli("--artifacts", copy, "combine", "--tau-norm", "small", "--quiet")
+    assert code == 0, err
+    assert (copy / "combos" / "tau-norm-small" / "runnable.json").is_file()

@@ -580,3 +580,144 @@ def test_report_shows_combinations_beside_experts(experts_root):
     assert kinds["cascade"][0] == "combination" and kinds["cascade"][1] < 15.0
     assert TRAIN_COUNTS.tolist() == report["train_counts"]
     assert report["classes"]["ids"] == CLASS_IDS and report["fingerprint"] == FINGERPRINT
+
+
+# --- tau-normalisation -----------------------------------------------------------------
+
+# 3 classes, 2-D features: the head class's row has norm 2, the others 1 and 0.5.
+TAU_W = np.array([[2.0, 0.0], [0.0, 1.0], [0.3, 0.4]], dtype=np.float32)
+# Val rows A-F of the hand computation below (features exact enough in float16).
+TAU_VAL = (np.array([[1, 0], [0.6, 1], [1, 1], [0.4, 1], [0, 1]], dtype=np.float32),
+           np.array([0, 1, 2, 1, 1]))
+TAU_TEST = (np.array([[1, 0.2], [0.5, 1], [1, 1.2], [0.2, 0.3]], dtype=np.float32),
+            np.array([0, 1, 2, 2]))
+
+
+def _tau_expert(artifacts, name="lin", weight=TAU_W, bias=(0.0, 0.0, 0.0), **kwargs):
+    from combine_helpers import write_linear_expert
+
+    labels = {"val": TAU_VAL[1], "test": TAU_TEST[1]}
+    features = {"val": TAU_VAL[0], "test": TAU_TEST[0]}
+    return write_linear_expert(artifacts, name, labels, features, weight, bias, **kwargs)
+
+
+def test_tau_normalisation_by_hand():
+    from plantkit.combine.tau_norm import fit_tau_norm, normalised_weight, tau_norm_log_probs
+
+    # w_c / ||w_c||^tau: tau 1 leaves unit rows, tau 0.5 divides by sqrt(2), 1, sqrt(0.5).
+    np.testing.assert_allclose(normalised_weight(TAU_W, 1.0), [[1, 0], [0, 1], [0.6, 0.8]],
+                               rtol=1e-6)
+    r = math.sqrt(2)
+    np.testing.assert_allclose(normalised_weight(TAU_W, 0.5),
+                               [[r, 0], [0, 1], [0.3 * r, 0.4 * r]], rtol=1e-6)
+    np.testing.assert_array_equal(normalised_weight(TAU_W, 0.0), TAU_W)
+    f = np.array([[1.0, 1.0]], dtype=np.float32)
+    np.testing.assert_allclose(np.exp(tau_norm_log_probs(f, TAU_W, 1.0)),
+                               _softmax([[1.0, 1.0, 1.4]]), rtol=1e-6)
+    # Logits per val row (A-F, labels 0 1 2 1 1), at tau 0 / 0.5 / 1:
+    #   A (1, 0):   (2, 0, .3)     (1.41, 0, .42)   (1, 0, .6)      class 0 every time
+    #   B (.6, 1):  (1.2, 1, .58)  (.85, 1, .82)    (.6, 1, 1.16)   class 1 only at 0.5
+    #   C (1, 1):   (2, 1, .7)     (1.41, 1, .99)   (1, 1, 1.4)     class 2 only at 1
+    #   D (.4, 1):  (.8, 1, .52)   (.57, 1, .74)    (.4, 1, 1.04)   class 1 at 0 and 0.5
+    #   F (0, 1):   (0, 1, .4)     (0, 1, .57)      (0, 1, .8)      class 1 every time
+    # top-1: 3/5, 4/5, 3/5; macro: (1 + 2/3 + 0)/3, (1 + 1 + 0)/3, (1 + 1/3 + 1)/3.
+    fit = fit_tau_norm([TAU_VAL], TAU_W, 3, "macro", taus=(0.0, 0.5, 1.0))
+    assert fit.curve["tau"] == [0.0, 0.5, 1.0]
+    assert fit.curve["val_top1"] == pytest.approx([3 / 5, 4 / 5, 3 / 5])
+    assert fit.curve["val_macro_top1"] == pytest.approx([5 / 9, 2 / 3, 7 / 9])
+    assert fit.tau == 1.0
+    # The curve fed in chunks is the same; top-1 picks 0.5.
+    chunks = [(TAU_VAL[0][:2], TAU_VAL[1][:2]), (TAU_VAL[0][2:], TAU_VAL[1][2:])]
+    by_top1 = fit_tau_norm(chunks, TAU_W, 3, "top1", taus=(0.0, 0.5, 1.0))
+    assert by_top1.tau == 0.5 and by_top1.curve == fit.curve
+
+
+def test_tau_norm_run_saves_the_val_curve_and_scores_test_once(tmp_path):
+    from plantkit.combine.logit_adjust import TAU_GRID
+    from plantkit.combine.tau_norm import normalised_weight
+
+    _tau_expert(tmp_path)  # one expert store is enough for tau-normalisation alone
+    result = run_combine(tmp_path, CombineOptions(tau_norm=["lin"], target="macro"))
+    combo, = result["combinations"]
+    assert (combo["name"], combo["method"], combo["experts"]) == ("tau-norm-lin", "tau-norm",
+                                                                 ["lin"])
+    params = _document(tmp_path, "tau-norm-lin")["params"]
+    curve = params["curve"]
+    assert set(curve) == {"tau", "val_top1", "val_macro_top1"}
+    assert curve["tau"] == list(TAU_GRID)
+    at = {t: i for i, t in enumerate(curve["tau"])}
+    for tau, top1, macro in ((0.0, 3 / 5, 5 / 9), (0.5, 4 / 5, 2 / 3), (1.0, 3 / 5, 7 / 9)):
+        assert curve["val_top1"][at[tau]] == pytest.approx(top1)
+        assert curve["val_macro_top1"][at[tau]] == pytest.approx(macro)
+    best = max(curve["val_macro_top1"])
+    assert params["tau"] == curve["tau"][curve["val_macro_top1"].index(best)]  # first best
+    assert (params["expert"], params["target"], params["bias"]) == ("lin", "macro", "dropped")
+    assert combo["val"]["macro_top1"] == pytest.approx(best)
+    # Test: the stored features (float16) on the normalised rows, nothing fitted on test.
+    features = TAU_TEST[0].astype(np.float16).astype(np.float32)
+    expected = _softmax(features @ normalised_weight(TAU_W, params["tau"]).T)
+    np.testing.assert_allclose(np.exp(_combo(tmp_path, "tau-norm-lin")), expected, atol=1e-6)
+    assert combo["expected_gflops"] == pytest.approx(1.0)
+
+
+def test_tau_norm_at_tau_zero_is_the_expert_without_its_bias(tmp_path):
+    # Rows of equal norm: every tau ranks alike, so the smallest, 0, is picked.
+    weight = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
+    bias = np.array([0.5, 0.0, 0.0], dtype=np.float32)
+    _tau_expert(tmp_path, weight=weight, bias=bias)
+    result = run_combine(tmp_path, CombineOptions(tau_norm=["lin"]))
+    assert result["combinations"][0]["params"]["tau"] == 0.0
+    features = TAU_TEST[0].astype(np.float16).astype(np.float32)
+    stored = np.exp(_combo(tmp_path, "tau-norm-lin"))
+    np.testing.assert_allclose(stored, _softmax(features @ weight.T), atol=1e-6)
+    # The expert's own logits have the bias, which moves the last test row (0.2, 0.3) from
+    # class 2 (0.36 against 0.2 and 0.3) to class 0 (0.7).
+    own = _softmax(_expert_logits(tmp_path, "lin", "test"))
+    assert own[3].argmax() == 0 and stored[3].argmax() == 2
+    expert_row = result["experts"][0]
+    assert expert_row["test_top1"] == 0.5 and result["combinations"][0]["test"]["top1"] == 0.75
+
+
+def test_several_tau_norms_beside_other_methods_and_in_the_report(tmp_path):
+    from plantkit.report.html import _tau_curves
+    from plantkit.report.inputs import collect_store_paths
+    from plantkit.report.leaderboard import build_report
+
+    _tau_expert(tmp_path, "lin")
+    _tau_expert(tmp_path, "wide", weight=TAU_W * np.array([[1.0], [3.0], [1.0]]), gflops=2.0)
+    result = run_combine(tmp_path, CombineOptions(average=True, tau_norm=["wide", "lin"],
+                                                  logit_adjust="auto", prefix="run1"))
+    names = [(c["name"], c["method"]) for c in result["combinations"]]
+    assert names == [("run1-average", "average"), ("run1-tau-norm-wide", "tau-norm"),
+                     ("run1-tau-norm-lin", "tau-norm"), ("run1-logit-adjust", "logit-adjust")]
+    costs = {c["name"]: c["expected_gflops"] for c in result["combinations"]}
+    assert costs["run1-tau-norm-wide"] == 2.0 and costs["run1-average"] == 3.0
+    report = build_report(collect_store_paths([], tmp_path), workers=1)
+    curves = dict(_tau_curves(report))  # what the report draws a line for
+    assert set(curves) == {"run1-tau-norm-wide", "run1-tau-norm-lin", "run1-logit-adjust"}
+    assert curves["run1-tau-norm-lin"] == _document(tmp_path, "run1-tau-norm-lin")["params"][
+        "curve"]
+
+
+def test_tau_norm_refusals(tmp_path):
+    make_experts(tmp_path, DEFAULT_SPECS[:2], n_val=30, n_test=30)  # tiny: features, small: none
+    run_combine(tmp_path, CombineOptions(average=True, prefix="old"))
+    for options, match in (
+            ({"tau_norm": ["nobody"]},
+             r"--tau-norm nobody: no expert nobody among the experts found \(small, tiny\)"),
+            ({"tau_norm": ["average"]}, "average is a combination, not an expert"),
+            ({"tau_norm": ["old-average"]}, "old-average is a combination, not an expert"),
+            ({"tau_norm": ["tiny"], "experts": ["small", "tiny", "nothing"]}, "--experts nothing"),
+            ({"tau_norm": ["tiny", "tiny"]}, "--tau-norm names tiny twice"),
+            ({"tau_norm": ["small"]}, r"small/predictions\.h5 holds no features for split 'val'"),
+            ({"tau_norm": ["tiny"]}, r"tiny/predictions\.h5 holds no classifier"),
+            ({"tau_norm": ["tiny"], "adjust_on": "tau-norm", "logit_adjust": "1"},
+             "--adjust-on 'tau-norm'")):
+        with pytest.raises(PlantkitInputError, match=match):
+            run_combine(tmp_path, CombineOptions(**options))
+    # Stores without an expert folder (imported logits) say so rather than "predict again".
+    with pytest.raises(PlantkitInputError, match="its logits were imported"):
+        run_combine(tmp_path, CombineOptions(tau_norm=["tiny"]))
+    with pytest.raises(PlantkitInputError, match=r"among --experts \(small\).*add it to "):
+        run_combine(tmp_path, CombineOptions(tau_norm=["tiny"], experts=["small"]))
+    assert sorted(p.name for p in (tmp_path / "combos").iterdir()) == ["old-average"]

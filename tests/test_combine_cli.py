@@ -110,3 +110,43 @@ def test_bad_option_exits_2_in_a_real_process(tmp_path):
     assert "'--space': 'both' is not one of 'probs', 'logits'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "combos").exists()
+
+
+def test_tau_norm_flags_and_refusals(tmp_path, capsys, monkeypatch):
+    from combine_helpers import write_linear_expert
+
+    rng = np.random.default_rng(0)
+    labels = {s: rng.integers(0, 3, size=40) for s in ("val", "test")}
+    features = {s: rng.normal(size=(40, 4)) for s in labels}
+    weight = rng.normal(size=(3, 4)) * np.array([[3.0], [1.0], [0.3]])
+    for name in ("a", "b"):
+        write_linear_expert(tmp_path, name, labels, features, weight)
+    code, out, err = _run_here(capsys, monkeypatch, tmp_path, "--tau-norm", "a", "--tau-norm",
+                               "b", "--target", "macro", "--json", "--quiet")
+    assert code == 0, err
+    combos = json.loads(out)["combinations"]
+    assert [c["name"] for c in combos] == ["tau-norm-a", "tau-norm-b"]
+    assert combos[0]["params"]["target"] == "macro"
+    for args, says in ((["--tau-norm", "c"], "--tau-norm c: no expert c among"),
+                       (["--tau-norm", "average"], "average is a combination, not an expert"),
+                       (["--experts", "b", "--tau-norm", "a"], "or add it to --experts")):
+        code, out, err = _run_here(capsys, monkeypatch, tmp_path, *args, "--quiet")
+        assert code == 2 and out == ""
+        assert says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_tau_norm_prints_its_val_curve(tmp_path, capsys, monkeypatch):
+    from combine_helpers import write_linear_expert
+
+    rng = np.random.default_rng(1)
+    labels = {s: rng.integers(0, 3, size=40) for s in ("val", "test")}
+    features = {s: rng.normal(size=(40, 4)) for s in labels}
+    write_linear_expert(tmp_path, "a", labels, features,
+                        rng.normal(size=(3, 4)) * np.array([[3.0], [1.0], [0.3]]))
+    code, out, err = _run_here(capsys, monkeypatch, tmp_path, "--tau-norm", "a", "--quiet")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "combos" / "tau-norm-a" / "combination.json").read_text())
+    tau = saved["params"]["tau"]
+    assert "tau-norm-a: tau-normalised classifier of a, bias dropped" in " ".join(out.split())
+    starred = [line for line in out.splitlines() if " *" in line]
+    assert len(starred) == 1 and starred[0].split()[1] == f"{tau:g}"

@@ -383,3 +383,86 @@ def test_a_failing_close_is_an_error_of_the_write_and_leaves_the_old_store(
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.h5"]
+
+
+# --- the classifier (an expert's last linear layer beside its features) ----------------------
+
+
+def _classifier(dim: int = 6, seed: int = 4):
+    from plantkit.store import Classifier
+
+    rng = np.random.default_rng(seed)
+    return Classifier(rng.normal(size=(C, dim)).astype(np.float32),
+                      rng.normal(size=C).astype(np.float32), "head.fc")
+
+
+def _write_with_classifier(path, classifier, splits, append=False):
+    with StoreWriter(path, name="resnet18-a", class_ids=CLASS_IDS, fingerprint="fp-a",
+                     append=append) as writer:
+        for split, (logits, labels, paths, features) in splits.items():
+            writer.create_split(split, n_rows=len(labels), feature_dim=6).write(
+                0, logits, labels, paths, features)
+        if classifier is not False:
+            writer.set_classifier(classifier)
+    return path
+
+
+def test_the_classifier_round_trips_and_stores_without_one_read_as_before(tmp_path):
+    classifier = _classifier()
+    path = _write_with_classifier(tmp_path / "p.h5", classifier,
+                                  {"val": _predictions(7, feature_dim=6)})
+    with open_store(path) as store:
+        got = store.classifier()
+        assert got is not None and got.module == "head.fc" and got.feature_dim == 6
+        assert got.weight.dtype == got.bias.dtype == np.float32
+        np.testing.assert_array_equal(got.weight, classifier.weight)
+        np.testing.assert_array_equal(got.bias, classifier.bias)
+    with h5py.File(path) as f:  # plain datasets, checksummed like the logits
+        assert f["classifier/weight"].shape == (C, 6) and f["classifier/weight"].fletcher32
+        assert f["classifier/bias"].shape == (C,) and f.attrs["schema_version"] == 1
+    # A store written without one (as every store before the classifier existed) has none.
+    plain = _write(tmp_path / "q.h5", {"val": _predictions(7, feature_dim=6)}, feature_dim=6)
+    with open_store(plain) as store:
+        assert store.classifier() is None and store.features("val").shape == (7, 6)
+
+
+def test_append_keeps_the_classifier_unless_replaced_or_dropped(tmp_path):
+    first, second = _classifier(seed=4), _classifier(seed=5)
+    path = _write_with_classifier(tmp_path / "p.h5", first,
+                                  {"val": _predictions(7, feature_dim=6)})
+    _write(path, {"test": _predictions(5)}, append=True)  # no features: the classifier stays
+    with open_store(path) as store:
+        np.testing.assert_array_equal(store.classifier().weight, first.weight)
+    _write_with_classifier(path, second, {"test": _predictions(5, feature_dim=6)}, append=True)
+    with open_store(path) as store:
+        np.testing.assert_array_equal(store.classifier().weight, second.weight)
+    _write_with_classifier(path, None, {"test": _predictions(5, feature_dim=6)}, append=True)
+    with open_store(path) as store:
+        assert store.classifier() is None and store.splits == ["val", "test"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c.weight[:3], "weight must be 5 x D"),
+    (lambda c: c.bias[:, None], "bias must hold 5 values"),
+    (lambda c: np.where(c.weight > 1, np.nan, c.weight), "NaN or infinite"),
+])
+def test_a_bad_classifier_is_refused_and_nothing_is_written(tmp_path, change, message):
+    from dataclasses import replace
+
+    classifier = _classifier()
+    field = "bias" if "bias" in message else "weight"
+    bad = replace(classifier, **{field: change(classifier)})
+    with pytest.raises(PlantkitInputError, match=message):
+        _write_with_classifier(tmp_path / "p.h5", bad, {"val": _predictions(7, feature_dim=6)})
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_a_classifier_of_the_wrong_shape_on_disk_is_refused_as_damaged(tmp_path):
+    path = _write_with_classifier(tmp_path / "p.h5", _classifier(),
+                                  {"val": _predictions(7, feature_dim=6)})
+    with h5py.File(path, "r+") as f:
+        del f["classifier/bias"]
+        f["classifier/bias"] = np.zeros(3, np.float32)
+    with open_store(path) as store, pytest.raises(PlantkitInputError,
+                                                  match=r"p\.h5 is damaged: its classifier"):
+        store.classifier()

@@ -6,7 +6,8 @@ The math is the stream's: a dense combination is rebuilt as the very mixer
 (plantkit.combine.mixers) that wrote the stored predictions and fed the same chunks
 (mixers.shifted_chunk); the cascade uses the mixer's stage rule (mixers.stops_here,
 mixers.stage_average) on the rows still open, so later experts run only on those; logit
-adjustment is plantkit.combine.logit_adjust.adjust of its base.
+adjustment is plantkit.combine.logit_adjust.adjust of its base; tau-normalisation is
+plantkit.combine.tau_norm.tau_norm_log_probs of the expert's features.
 
 A node of runnable.json's `output` tree:
   {"mix": "probs", "kind": "raw"|"calibrated", "weights": [w per expert]}  average, weighted,
@@ -16,6 +17,11 @@ A node of runnable.json's `output` tree:
   {"mix": "cascade", "order": [m ...], "thresholds": [t | null (never stops)]}
   {"mix": "logit-adjust", "tau": t, "prior": "log_prior" (an array of runnable.npz),
    "base": node}
+  {"mix": "tau-norm", "expert": m, "tau": t, "weight": "classifier_weight" (C x D float32,
+   before normalisation, an array of runnable.npz), "input_dtype": "float16"}
+                                                   --tau-norm: the expert's features (rounded
+                                                   to the stored dtype) on its classifier's
+                                                   rows w_c / ||w_c||^tau, bias dropped
   {"mix": "router", "experts": [m ...], "input": "features"|"confidences",
    "input_expert": m | null, "input_dtype": "float16"|"float32", "top_k": k | null,
    "folds": n}                                     gates and preprocessing: router_files
@@ -60,6 +66,7 @@ from plantkit.combine.mixers import (
     Mixer,
     ProbMixture,
     RouterMixture,
+    TauNormalised,
     shifted_chunk,
     stage_average,
     stops_here,
@@ -67,6 +74,7 @@ from plantkit.combine.mixers import (
 from plantkit.combine.probs import log_mixture, shift_rows
 from plantkit.combine.refs import ExpertRef, Ref
 from plantkit.combine.runnable_checks import check_runnable
+from plantkit.combine.tau_norm import tau_norm_log_probs
 from plantkit.errors import PlantkitInputError
 
 RUNNABLE_FORMAT = "plantkit-runnable-combination"
@@ -74,6 +82,7 @@ RUNNABLE_VERSION = 1
 ROUTER_FEATURES = RouterInput.features.value
 # The reason plantkit wrote into a router's runnable.json before routers could run.
 LEGACY_ROUTER_REASON = "router combinations cannot be applied to new images yet (issue 12)"
+TAU_NORM_WEIGHT = "classifier_weight"  # runnable.npz: a tau-normalised expert's classifier
 
 
 class ExpertRuns(Protocol):
@@ -149,6 +158,13 @@ def _node(mixer: Mixer, mixers: Mapping[Ref, Mixer], form: RunnableForm, route) 
         form.arrays["log_prior"] = np.asarray(mixer.prior, dtype=np.float32)
         return {"mix": "logit-adjust", "tau": float(mixer.tau), "prior": "log_prior",
                 "base": _node(mixers[mixer.base], mixers, form, route)}
+    if isinstance(mixer, TauNormalised):
+        from plantkit.store.schema import FEATURES_DTYPE
+
+        form.arrays[TAU_NORM_WEIGHT] = np.asarray(mixer.weight, dtype=np.float32)
+        # The stream read the stored features, which the store rounds.
+        return {"mix": "tau-norm", "expert": int(mixer.m), "tau": float(mixer.tau),
+                "weight": TAU_NORM_WEIGHT, "input_dtype": FEATURES_DTYPE}
     raise NotRunnable(f"a {type(mixer).__name__} has no runnable form")
 
 
@@ -183,6 +199,8 @@ def _runs(node: dict) -> set[int]:
         return _runs(node["base"])
     if mix == "router":
         return set(node["experts"])
+    if mix == "tau-norm":
+        return {node["expert"]}
     raise PlantkitInputError(f"unknown combination node {mix!r} in {RUNNABLE_FILE}")
 
 
@@ -327,6 +345,11 @@ def _apply(node: dict, runnable: Runnable, run: ExpertRuns, n_rows: int) -> np.n
         return _cascade(node, runnable, run, n_rows)
     if mix == "router":
         return _router(node, runnable, run, n_rows)
+    if mix == "tau-norm":
+        _, features = run.logits_and_features(int(node["expert"]), np.arange(n_rows))
+        features = features.astype(node["input_dtype"]).astype(np.float32)
+        return tau_norm_log_probs(features, runnable.arrays[node["weight"]],
+                                  float(node["tau"]))
     mixer = _dense_mixer(node, runnable.num_classes)
     mixer.begin("images", n_rows)
     every = np.arange(n_rows)

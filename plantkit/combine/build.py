@@ -1,5 +1,6 @@
 """The mixers of one call, made from its plan and what was fitted on val (plantkit.combine.fit):
-one per requested method, plus the unsaved base logit adjustment reads when it is not one."""
+one per requested method (per expert for tau-normalisation), plus the unsaved base logit
+adjustment reads when it is not one."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from plantkit.combine.fit import ADJUST, CallPlan, Fitted, required_fit
 from plantkit.combine.inputs import ExpertSet
 from plantkit.combine.logit_adjust import TAU_GRID, log_prior
 from plantkit.combine.refs import ExpertRef, MethodRef, Ref
+from plantkit.combine.tau_norm import METHOD as TAU_NORM
 
 
 def build_mixers(experts: ExpertSet, plan: CallPlan, fitted: Fitted) -> list[mx.Mixer]:
     """The requested methods' mixers in the plan's order, logit adjustment (and its unsaved
     base, if any) last."""
     mixers = [_method_mixer(method, plan.ref(method), experts, plan, fitted)
-              for method in plan.methods if method != ADJUST]
+              for method in plan.methods if method not in (ADJUST, TAU_NORM)]
+    mixers += [_tau_norm_mixer(plan.tau_norm_ref(expert), expert.index, experts, fitted)
+               for expert in plan.tau_norm]
     base = plan.adjust_base
     if base is not None:
         if isinstance(base, ExpertRef):
@@ -50,6 +54,14 @@ def _method_mixer(method: str, ref: MethodRef, experts: ExpertSet, plan: CallPla
     if method == "router":
         return route.mixer(ref, required_fit(fitted.route, method), experts)
     raise ValueError(f"unknown method {method!r}")
+
+
+def _tau_norm_mixer(ref: MethodRef, m: int, experts: ExpertSet,
+                    fitted: Fitted) -> mx.TauNormalised:
+    fit = fitted.tau_norms[m]
+    store = experts.stores[m]
+    return mx.TauNormalised(ref, m, fit.weight, fit.tau,
+                            lambda split, rows: store.features(split, rows))
 
 
 def _average(ref: Ref, experts: ExpertSet, plan: CallPlan) -> mx.Mixer:

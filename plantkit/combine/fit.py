@@ -1,5 +1,6 @@
 """What `plantkit combine` fits on val, as frozen values: the plan of the call (methods, expert
-order, router input, logit-adjustment base) and, from one val pass, every method's fit.
+order, router input, logit-adjustment base, experts to tau-normalise) and, from one val pass,
+every method's fit (tau-normalisation reads its expert's val features instead).
 
 plan_call(experts, options) -> CallPlan; fit_on_val(experts, plan, progress) -> Fitted. The
 mixers (plantkit.combine.build) are made from these two, nothing else.
@@ -8,8 +9,8 @@ mixers (plantkit.combine.build) are made from these two, nothing else.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -18,9 +19,11 @@ from plantkit.combine import route
 from plantkit.combine.cascade import CascadeFit, fit_cascade, stage_costs
 from plantkit.combine.cost import require_costs
 from plantkit.combine.greedy import GreedySelection, greedy_selection
-from plantkit.combine.inputs import ExpertSet
-from plantkit.combine.options import CombineOptions
+from plantkit.combine.inputs import COMBINE_SPLITS, ExpertSet, row_chunks
+from plantkit.combine.options import METHODS, CombineOptions
 from plantkit.combine.refs import ExpertRef, MethodRef, Ref
+from plantkit.combine.tau_norm import METHOD as TAU_NORM
+from plantkit.combine.tau_norm import TauNormFit, fit_tau_norm
 from plantkit.combine.temperature import fitting_rows
 from plantkit.combine.val_stats import ValNeeds, ValStats, collect_val_stats
 from plantkit.combine.weighted import accuracy_weights, fit_simplex_weights
@@ -29,6 +32,7 @@ from plantkit.errors import PlantkitInputError
 # progress(description, total) -> a context manager yielding advance(n): plantkit.progress
 Progress = Callable[[str, int], contextlib.AbstractContextManager]
 ADJUST = "logit-adjust"
+_FEATURE_ROWS = 4096  # val rows of features per read when fitting tau-normalisation
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,24 @@ class CallPlan:
     router_input: str | None  # route.FEATURES | route.CONFIDENCES; None without --router
     adjust_base: Ref | None  # what logit adjustment reads; None without --logit-adjust
     notes: tuple[str, ...]
+    tau_norm: tuple[ExpertRef, ...] = ()  # the experts --tau-norm names, in its order
 
     def ref(self, method: str) -> MethodRef:
-        """The saved result of a method of this call."""
+        """The saved result of a method of this call (tau-norm: `tau_norm_ref`)."""
         return MethodRef(method, self.options.combination_name(method))
+
+    def tau_norm_ref(self, expert: ExpertRef) -> MethodRef:
+        return MethodRef(TAU_NORM, self.options.tau_norm_name(expert.name))
+
+    def outputs(self) -> list[tuple[str, MethodRef]]:
+        """(method, saved result) of every combination of the call, in the listing order."""
+        outputs: list[tuple[str, MethodRef]] = []
+        for method in self.methods:
+            if method == TAU_NORM:
+                outputs.extend((method, self.tau_norm_ref(e)) for e in self.tau_norm)
+            else:
+                outputs.append((method, self.ref(method)))
+        return outputs
 
 
 @dataclass(frozen=True)
@@ -65,9 +83,13 @@ class Fitted:
     cascade: CascadePlan | None = None
     route: route.RouteFit | None = None
     notes: tuple[str, ...] = ()
+    tau_norms: Mapping[int, TauNormFit] = field(default_factory=dict)  # by expert index
 
 
-def plan_call(experts: ExpertSet, options: CombineOptions) -> CallPlan:
+def plan_call(experts: ExpertSet, options: CombineOptions,
+              combinations: Collection[str] = ()) -> CallPlan:
+    """The call's plan; `combinations`: the names of the saved combinations (a `--tau-norm`
+    naming one is refused as not an expert)."""
     methods = tuple(options.methods())
     order = tuple(experts.cost_order())
     if options.cascade:
@@ -84,20 +106,64 @@ def plan_call(experts: ExpertSet, options: CombineOptions) -> CallPlan:
             if router_input == route.FEATURES else
             f"router input: every expert's confidences ({cheapest}, the cheapest expert, "
             "stores no features), so every expert runs")
-    return CallPlan(options, methods, order, router_input, adjust_base, tuple(notes))
+    tau_norm = tuple(_tau_norm_expert(experts, options, name, combinations)
+                     for name in options.tau_norm)
+    return CallPlan(options, methods, order, router_input, adjust_base, tuple(notes), tau_norm)
+
+
+def _tau_norm_expert(experts: ExpertSet, options: CombineOptions, name: str,
+                     combinations: Collection[str]) -> ExpertRef:
+    """The expert `--tau-norm name` names, refused unless its store keeps val and test
+    features and the classifier over them (read: a few MB)."""
+    from plantkit.combine.apply import weights_sha256_beside
+
+    listed = ", ".join(experts.names)
+    if name not in experts.names:
+        if name in combinations or name in METHODS or name in options.output_names():
+            raise PlantkitInputError(
+                f"--tau-norm {name}: {name} is a combination, not an expert; "
+                f"tau-normalisation rescales one expert's classifier: name an expert ({listed})")
+        among = "--experts" if options.experts is not None else "the experts found"
+        raise PlantkitInputError(
+            f"--tau-norm {name}: no expert {name} among {among} ({listed}): name one of "
+            "them" + (", or add it to --experts" if options.experts is not None else ""))
+    m = experts.names.index(name)
+    store = experts.stores[m]
+    again = f"predict again with `plantkit predict --expert {name} --features`"
+    if weights_sha256_beside(store.path) is None:  # no expert.json: imported logits
+        again = ("its logits were imported, without the features and classifier that "
+                 f"`plantkit predict --expert {name} --features` stores for an expert with "
+                 "weights")
+    for split in COMBINE_SPLITS:
+        if not store.has_features(split):
+            raise PlantkitInputError(
+                f"--tau-norm {name}: {store.path} holds no features for split {split!r}: "
+                f"{again}")
+    classifier = store.classifier()
+    if classifier is None:
+        raise PlantkitInputError(
+            f"--tau-norm {name}: {store.path} holds no classifier (stored with the features "
+            "when the expert's last layer is a linear layer over them): " + again)
+    for split in COMBINE_SPLITS:
+        if store.feature_dim(split) != classifier.feature_dim:
+            raise PlantkitInputError(
+                f"--tau-norm {name}: {store.path} holds {store.feature_dim(split)} features per "
+                f"row in split {split!r} but a classifier over {classifier.feature_dim}: "
+                + again)
+    return ExpertRef(m, name)
 
 
 def _adjust_base(experts: ExpertSet, options: CombineOptions, methods) -> Ref:
     """What logit adjustment reads: a method of this call, an expert, or the plain average
     (computed without being saved when --average is not given)."""
     base = options.adjust_on
-    if base in methods and base != ADJUST:
+    if base in methods and base not in (ADJUST, TAU_NORM):
         return MethodRef(base, options.combination_name(base))
     if base == "average":
         return MethodRef("average", "average", saved=False)
     if base in experts.names:
         return ExpertRef(experts.names.index(base), base)
-    choices = [m for m in methods if m != ADJUST] or ["average"]
+    choices = [m for m in methods if m not in (ADJUST, TAU_NORM)] or ["average"]
     raise PlantkitInputError(
         f"--adjust-on {base!r}: name an expert ({', '.join(experts.names)}) or a "
         f"method of this call ({', '.join(dict.fromkeys(['average', *choices]))})"
@@ -156,7 +222,25 @@ def fit_on_val(experts: ExpertSet, plan: CallPlan, progress: Progress) -> Fitted
         if plan.router_input is None:  # plan_call chooses one whenever --router is on
             raise RuntimeError("the router was planned without its input kind")
         routed = route.fit(experts, stats, plan.order, plan.router_input, options)
-    return Fitted(temperatures, stats, params, weights, greedy, cascade, routed, notes)
+    tau_norms = {ref.index: _fit_tau_norm(experts, ref, options.target, progress)
+                 for ref in plan.tau_norm}
+    return Fitted(temperatures, stats, params, weights, greedy, cascade, routed, notes,
+                  tau_norms)
+
+
+def _fit_tau_norm(experts: ExpertSet, ref: ExpertRef, target: str,
+                  progress: Progress) -> TauNormFit:
+    """Tau-normalisation of one expert: its val features chunk by chunk through the curve."""
+    store, labels = experts.stores[ref.index], experts.labels["val"]
+    classifier = required_fit(store.classifier(), TAU_NORM)  # plan_call checked it is there
+    with progress(f"fitting tau-norm of {ref.name} on val", len(labels)) as advance:
+
+        def chunks():
+            for rows in row_chunks(len(labels), _FEATURE_ROWS):
+                yield store.features("val", rows), labels[rows]
+                advance(rows.stop - rows.start)
+
+        return fit_tau_norm(chunks(), classifier.weight, experts.num_classes, target)
 
 
 _T = TypeVar("_T")

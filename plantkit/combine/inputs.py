@@ -126,17 +126,21 @@ def resolve_store_paths(artifacts_root: str | os.PathLike,
 @contextlib.contextmanager
 def open_experts(artifacts_root: str | os.PathLike, experts: Sequence[str] | None = None,
                  cost_overrides: Mapping[str, float] | None = None,
-                 splits: Sequence[str] = COMBINE_SPLITS) -> Iterator[ExpertSet]:
-    """The checked ExpertSet of two or more stores; closed when the with-block ends.
+                 splits: Sequence[str] = COMBINE_SPLITS, *,
+                 min_stores: int = 2) -> Iterator[ExpertSet]:
+    """The checked ExpertSet of `min_stores` or more stores (one: tau-normalisation alone);
+    closed when the with-block ends.
 
-    Refused with PlantkitInputError (naming the store): fewer than two stores, stores of
-    other datasets or class ids, a split missing, rows in another order (labels or paths).
+    Refused with PlantkitInputError (naming the store): fewer stores, stores of other
+    datasets or class ids, a split missing, rows in another order (labels or paths).
     """
     paths = resolve_store_paths(artifacts_root, experts)
-    if len(paths) < 2:
+    if len(paths) < min_stores:
         where = Path(artifacts_root) / EXPERTS_DIR
+        needs = ("combining needs two or more expert stores" if min_stores == 2 else
+                 f"this needs at least {min_stores} expert store(s)")
         raise PlantkitInputError(
-            f"combining needs two or more expert stores, found {len(paths)} "
+            f"{needs}, found {len(paths)} "
             f"({'given by --experts' if experts is not None else f'under {where}'}): "
             "predict or import more experts, or name them with --experts a,b"
         )

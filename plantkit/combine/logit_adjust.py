@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -49,21 +49,21 @@ def adjust(log_probs, prior: np.ndarray, tau: float) -> np.ndarray:
     return metrics.log_softmax(scores - np.float32(tau) * prior)
 
 
-class TradeoffCurve:
-    """Micro and macro top-1 of the adjusted predictions over several taus, chunk by chunk."""
+class TauCurve:
+    """Micro and macro top-1 over several taus, chunk by chunk: `add(scores_at, labels)` with
+    scores_at(tau) -> the chunk's rows x C scores at that tau (any monotone transform of the
+    log-probabilities of a row ranks the same). The val curve of every tau-fitted method:
+    logit adjustment here, tau-normalisation (plantkit.combine.tau_norm)."""
 
-    def __init__(self, taus: Sequence[float], prior: np.ndarray, num_classes: int):
+    def __init__(self, taus: Sequence[float], num_classes: int):
         self.taus = sorted({float(t) for t in taus})
-        self.prior = prior
         self.num_classes = num_classes
         self._ranks: list[list[np.ndarray]] = [[] for _ in self.taus]
         self._labels: list[np.ndarray] = []
 
-    def update(self, log_probs: np.ndarray, labels: np.ndarray) -> None:
+    def add(self, scores_at: Callable[[float], np.ndarray], labels: np.ndarray) -> None:
         for ranks, tau in zip(self._ranks, self.taus):
-            # Ranked before renormalising: log_softmax only shifts each row.
-            ranks.append(metrics.true_class_rank(log_probs - np.float32(tau) * self.prior,
-                                                 labels))
+            ranks.append(metrics.true_class_rank(scores_at(tau), labels))
         self._labels.append(np.asarray(labels))
 
     def result(self) -> dict[str, list[float]]:
@@ -75,6 +75,18 @@ class TradeoffCurve:
             top1.append(scores["top1"])
             macro.append(scores["macro_top1"])
         return {"tau": list(self.taus), "val_top1": top1, "val_macro_top1": macro}
+
+
+class TradeoffCurve(TauCurve):
+    """Micro and macro top-1 of the adjusted predictions over several taus, chunk by chunk."""
+
+    def __init__(self, taus: Sequence[float], prior: np.ndarray, num_classes: int):
+        super().__init__(taus, num_classes)
+        self.prior = prior
+
+    def update(self, log_probs: np.ndarray, labels: np.ndarray) -> None:
+        # Ranked before renormalising: log_softmax only shifts each row.
+        self.add(lambda tau: log_probs - np.float32(tau) * self.prior, labels)
 
 
 def pick_tau(curve: dict[str, list[float]], target: str) -> float:

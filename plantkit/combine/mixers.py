@@ -13,6 +13,7 @@ from scipy.linalg.blas import saxpy
 from plantkit.combine.logit_adjust import TradeoffCurve, adjust, pick_tau
 from plantkit.combine.probs import exp_scaled, log_mixture
 from plantkit.combine.refs import Ref
+from plantkit.combine.tau_norm import tau_norm_log_probs
 from plantkit.metrics import log_softmax
 
 RAW, CALIBRATED, SHIFTED = "raw", "calibrated", "shifted"
@@ -163,6 +164,24 @@ class LogitMean(Mixer):
     def finish(self, rows, base_output=None):
         total, self._total = self._total, None
         return log_softmax(total / np.float32(len(self.experts)))
+
+
+class TauNormalised(Mixer):
+    """One expert's tau-normalised classifier (plantkit.combine.tau_norm, bias dropped) over
+    its stored features: features_for(split, rows) -> rows x D float32. The expert's logits
+    are read (its own scores are reported beside) but not used."""
+
+    def __init__(self, ref: Ref, m: int, weight: np.ndarray, tau: float,
+                 features_for: Callable[[str, slice], np.ndarray]):
+        super().__init__(ref, frozenset(), [m])
+        self.m, self.weight, self.tau, self.features_for = m, weight, tau, features_for
+
+    def add(self, chunk):
+        pass
+
+    def finish(self, rows, base_output=None):
+        return tau_norm_log_probs(self.features_for(self.current_split(), rows), self.weight,
+                                  self.tau)
 
 
 class ExpertOutput(Mixer):

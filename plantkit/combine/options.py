@@ -9,11 +9,13 @@ from plantkit.artifacts import check_name
 from plantkit.choices import ROUTER_INPUTS, SPACES, WEIGHT_RULES
 from plantkit.combine.greedy import METRICS as GREEDY_METRICS
 from plantkit.combine.logit_adjust import TARGETS, parse_tau
+from plantkit.combine.tau_norm import METHOD as TAU_NORM
 from plantkit.errors import PlantkitInputError
 from plantkit.store import LOGITS_DTYPES
 
 # In the order results are listed; logit adjustment comes after its base.
-METHODS = ("average", "weighted", "greedy", "temperature", "cascade", "router", "logit-adjust")
+METHODS = ("average", "weighted", "greedy", "temperature", "cascade", "router", TAU_NORM,
+           "logit-adjust")
 DEFAULT_WITHIN = 0.005  # cascade: half a point of val top-1 below the full average
 
 
@@ -27,7 +29,8 @@ class CombineOptions:
     greedy: bool = False
     temperature: bool = False
     logit_adjust: str | None = None  # a tau >= 0, or "auto"
-    target: str = "top1"  # what auto tau maximises on val: top1 or macro
+    target: str = "top1"  # what a tau picked on val maximises: top1 or macro
+    tau_norm: list[str] = field(default_factory=list)  # experts to tau-normalise
     adjust_on: str = "average"  # an expert name or a method of this call
     cascade: bool = False
     within: float | None = None  # cascade: top-1 margin below the full average (default 0.005)
@@ -52,11 +55,31 @@ class CombineOptions:
     def methods(self) -> list[str]:
         chosen = {"average": self.average, "weighted": self.weighted, "greedy": self.greedy,
                   "temperature": self.temperature, "cascade": self.cascade,
-                  "router": self.router, "logit-adjust": self.logit_adjust is not None}
+                  "router": self.router, TAU_NORM: bool(self.tau_norm),
+                  "logit-adjust": self.logit_adjust is not None}
         return [m for m in METHODS if chosen[m]]
 
     def combination_name(self, method: str) -> str:
         return f"{self.prefix}-{method}" if self.prefix else method
+
+    def tau_norm_name(self, expert: str) -> str:
+        """The combination `--tau-norm EXPERT` saves: [PREFIX-]tau-norm-EXPERT."""
+        return self.combination_name(f"{TAU_NORM}-{expert}")
+
+    def output_names(self) -> list[str]:
+        """The names of the combinations this call saves."""
+        names: list[str] = []
+        for method in self.methods():
+            if method == TAU_NORM:
+                names.extend(self.tau_norm_name(e) for e in self.tau_norm)
+            else:
+                names.append(self.combination_name(method))
+        return names
+
+    @property
+    def min_experts(self) -> int:
+        """Stores the call needs: one for tau-normalisation alone, else two."""
+        return 1 if self.methods() == [TAU_NORM] else 2
 
     @property
     def tau(self) -> float | None:
@@ -67,7 +90,7 @@ class CombineOptions:
         if not self.methods():
             raise PlantkitInputError(
                 "choose at least one method: --average, --weighted, --greedy, --temperature, "
-                "--logit-adjust TAU|auto, --cascade or --router"
+                "--logit-adjust TAU|auto, --tau-norm EXPERT, --cascade or --router"
             )
         _one_of("--space", self.space, SPACES)
         _one_of("--weight-by", self.weight_by, WEIGHT_RULES)
@@ -94,9 +117,17 @@ class CombineOptions:
                             ("greedy_candidates", self.greedy_candidates)):
             if value < 1:
                 raise PlantkitInputError(f"{what} must be >= 1, got {value}")
-        for method in self.methods():
-            check_name(self.combination_name(method), "--prefix")
+        self._check_tau_norm()
+        for name in self.output_names():
+            check_name(name, "--prefix")
         return self
+
+    def _check_tau_norm(self) -> None:
+        self.tau_norm = [e.strip() for e in self.tau_norm]
+        for expert in self.tau_norm:
+            if self.tau_norm.count(expert) > 1:
+                raise PlantkitInputError(f"--tau-norm names {expert} twice: give each once")
+            check_name(expert, "--tau-norm")
 
 
 def _one_of(option: str, value: str, allowed) -> None:

@@ -24,11 +24,13 @@ from plantkit.combine.mixers import (
     LogitAdjusted,
     Mixer,
     RouterMixture,
+    TauNormalised,
 )
 from plantkit.combine.refs import Ref
 from plantkit.combine.save import COMBINATION_FORMAT, COMBINATION_VERSION
 from plantkit.combine.scoring import CombinationScores
 from plantkit.combine.stream import ExpertRecords
+from plantkit.combine.tau_norm import METHOD as TAU_NORM
 from plantkit.metrics import to_plain
 
 
@@ -46,11 +48,10 @@ class Outcome:
 
 
 def method_results(outcome: Outcome) -> list[dict]:
-    """One result per requested method, in the plan's order."""
+    """One result per saved combination (per expert of --tau-norm), in the plan's order."""
     costs: dict[Ref, tuple[float | None, float | None]] = {}  # (val, test) GFLOPs
     results = []
-    for method in outcome.plan.methods:
-        ref = outcome.plan.ref(method)
+    for method, ref in outcome.plan.outputs():
         result = _result(outcome, method, outcome.mixers[ref], costs)
         costs[ref] = (result["expected_gflops_val"], result["expected_gflops"])
         results.append(result)
@@ -101,6 +102,11 @@ def _result(outcome: Outcome, method: str, mixer: Mixer, costs: Mapping) -> dict
         params = {"base": base.name, "tau": adjusted.tau,
                   "tau_rule": "auto" if plan.options.tau is None else "given",
                   "target": plan.options.target, "curve": adjusted.curve}
+    elif method == TAU_NORM:
+        normalised = _mixer_of(mixer, TauNormalised, method)
+        fit = fitted.tau_norms[normalised.m]
+        params = {"expert": experts.names[normalised.m], "tau": fit.tau, "tau_rule": "auto",
+                  "target": plan.options.target, "bias": "dropped", "curve": fit.curve}
     elif method == "temperature":
         params["calibration"] = _calibration_rows(outcome)
     return {"name": mixer.name, "method": method, "experts": used, "params": params,
@@ -202,7 +208,7 @@ def runnable(outcome: Outcome, result: dict) -> apply.RunnableForm:
     """A combination's runnable form (plantkit.combine.apply), or the document saying why
     it has none (an expert without weights: imported logits)."""
     experts, plan = outcome.experts, outcome.plan
-    mixer = outcome.mixers[plan.ref(result["method"])]
+    mixer = outcome.mixers[{ref.name: ref for _, ref in plan.outputs()}[result["name"]]]
     try:
         return apply.runnable_form(
             mixer, outcome.mixers, method=result["method"], names=experts.names,

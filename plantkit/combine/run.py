@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from plantkit.artifacts import STORE_FILE
+from plantkit.artifacts import STORE_FILE, find_stores
 from plantkit.combine import results as report
 from plantkit.combine.build import build_mixers
 from plantkit.combine.fit import CallPlan, Fitted, Progress, fit_on_val, plan_call
@@ -43,8 +43,10 @@ def run_combine(artifacts_root: str | os.PathLike, options: CombineOptions, *,
     {experts: [...], combinations: [...], notes: [...]} (keys in docs/combine.md)."""
     options.validate()
     progress = progress or _no_progress
-    with open_experts(artifacts_root, options.experts, options.costs) as experts:
-        plan = plan_call(experts, options)
+    with open_experts(artifacts_root, options.experts, options.costs,
+                      min_stores=options.min_experts) as experts:
+        combinations = [p.parent.name for p in find_stores(artifacts_root, kind="combination")]
+        plan = plan_call(experts, options, combinations)
         fitted = fit_on_val(experts, plan, progress)
         mixers = build_mixers(experts, plan, fitted)
         return _stream_and_save(artifacts_root, experts, plan, fitted, mixers, progress)

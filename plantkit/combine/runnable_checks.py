@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from plantkit.choices import ROUTER_INPUTS
 from plantkit.errors import PlantkitInputError
 
@@ -24,6 +26,7 @@ NODE_KEYS: dict[str, dict[str, tuple]] = {
     "logit-adjust": {"tau": NUMBER, "prior": (str,), "base": (dict,)},
     "router": {"experts": (list,), "input": (str,), "input_expert": OPTIONAL_INT,
                "input_dtype": (str,), "top_k": OPTIONAL_INT, "folds": (int,)},
+    "tau-norm": {"expert": (int,), "tau": NUMBER, "weight": (str,), "input_dtype": (str,)},
 }
 INPUT_DTYPES = ("float16", "float32")
 
@@ -60,7 +63,9 @@ def _check_document(document, arrays: Mapping) -> None:
     temperatures = _typed(document, "temperatures", (list,))
     if len(temperatures) != count or not all(_positive(t) for t in temperatures):
         raise _Damaged(f"temperatures: give {count} numbers > 0")
-    _check_node(_typed(document, "output", (dict,)), count, arrays, "output")
+    output = _typed(document, "output", (dict,))
+    _check_node(output, count, arrays, "output")
+    _check_classes(output, arrays, num_classes, "output")
 
 
 def _check_node(node: dict, count: int, arrays: Mapping, at: str) -> None:
@@ -119,9 +124,30 @@ def _check_router(node: dict, count: int, arrays: Mapping, at: str) -> None:
         raise _Damaged(f"{at}.folds {node['folds']}")
 
 
+def _check_tau_norm(node: dict, count: int, arrays: Mapping, at: str) -> None:
+    _indices([node["expert"]], count, f"{at}.expert")
+    if not (_number(node["tau"]) and node["tau"] >= 0):
+        raise _Damaged(f"{at}.tau {node['tau']!r}")
+    weight = arrays.get(node["weight"])
+    if weight is None:
+        raise _Damaged(f"{at}.weight: no array {node['weight']!r} in runnable.npz")
+    if weight.ndim != 2 or weight.dtype.kind != "f" or not np.isfinite(weight).all():
+        raise _Damaged(f"{at}.weight: not a finite classes x features matrix")
+    if node["input_dtype"] not in INPUT_DTYPES:
+        raise _Damaged(f"{at}.input_dtype {node['input_dtype']!r}")
+
+
+def _check_classes(node: dict, arrays: Mapping, num_classes: int, at: str) -> None:
+    """A tau-norm classifier has num_classes rows (the nodes are checked already)."""
+    if node["mix"] == "logit-adjust":
+        _check_classes(node["base"], arrays, num_classes, f"{at}.base")
+    elif node["mix"] == "tau-norm" and len(arrays[node["weight"]]) != num_classes:
+        raise _Damaged(f"{at}.weight: not {num_classes} classes")
+
+
 NODE_CHECKS = {"probs": _check_probs, "logit-mean": _check_experts, "expert": _check_expert,
                "cascade": _check_cascade, "logit-adjust": _check_adjust,
-               "router": _check_router}
+               "router": _check_router, "tau-norm": _check_tau_norm}
 
 
 def _typed(document: dict, key: str, types: tuple, at: str = ""):

@@ -136,10 +136,19 @@ def _temperature(combo: dict, console: Console) -> None:
 
 
 def _logit_adjust(combo: dict, console: Console) -> None:
+    _tau_curve(combo, console, f"val trade-off on {combo['params']['base']}")
+
+
+def _tau_norm(combo: dict, console: Console) -> None:
+    _tau_curve(combo, console, f"tau-normalised classifier of {combo['params']['expert']}, "
+               "bias dropped; val trade-off")
+
+
+def _tau_curve(combo: dict, console: Console, what: str) -> None:
+    """The val curve over tau (logit adjustment, tau-normalisation), the chosen tau starred."""
     params = combo["params"]
-    table = Table(title=f"{combo['name']}: val trade-off on {params['base']} (tau "
-                  f"{params['tau']:g}, {params['tau_rule']}, target {params['target']})",
-                  title_justify="left")
+    table = Table(title=f"{combo['name']}: {what} (tau {params['tau']:g}, "
+                  f"{params['tau_rule']}, target {params['target']})", title_justify="left")
     for column in ("tau", "val top-1", "val macro top-1"):
         table.add_column(column, justify="right")
     curve = params["curve"]
@@ -190,4 +199,5 @@ def _router(combo: dict, console: Console) -> None:
 
 
 _DETAILS = {"weighted": _weighted, "greedy": _greedy, "temperature": _temperature,
-            "logit-adjust": _logit_adjust, "cascade": _cascade, "router": _router}
+            "logit-adjust": _logit_adjust, "tau-norm": _tau_norm, "cascade": _cascade,
+            "router": _router}

@@ -15,6 +15,7 @@ from plantkit.artifacts import STORE_FILE, ChecksumMismatch
 from plantkit.errors import PlantkitInputError
 from plantkit.labels import checked_labels
 from plantkit.store.attrs import decode_attrs
+from plantkit.store.classifier import Classifier, read_classifier
 from plantkit.store.schema import (
     CLASS_IDS_SHA256,
     FIX,
@@ -138,6 +139,22 @@ class Store:
     def train_counts(self) -> np.ndarray | None:
         with self._reading("the train counts"):
             return self._file["train_counts"][()] if "train_counts" in self._file else None
+
+    def classifier(self) -> Classifier | None:
+        """The expert's last linear layer over its stored features (float32), or None: the
+        store keeps none (docs/store.md, "The classifier")."""
+        with self._reading("the classifier"):
+            stored = read_classifier(self._file)
+        if stored is None:
+            return None
+        weight, bias, module = stored
+        if weight.ndim != 2 or weight.shape[0] != self.num_classes or \
+                bias.shape != (self.num_classes,):
+            raise ChecksumMismatch(
+                f"{self.path} is damaged: its classifier is {weight.shape} with bias "
+                f"{bias.shape} for {self.num_classes} classes; {FIX}")
+        return Classifier(weight.astype(np.float32, copy=False),
+                          bias.astype(np.float32, copy=False), module)
 
     @property
     def splits(self) -> list[str]:

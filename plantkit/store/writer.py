@@ -19,6 +19,7 @@ from plantkit.choices import LOGITS_DTYPES
 from plantkit.errors import PlantkitInputError
 from plantkit.store.attrs import encode_attrs
 from plantkit.store.chunks import create_checked
+from plantkit.store.classifier import Classifier, checked_classifier, write_classifier
 from plantkit.store.compat import Described, check_pair_compatible
 from plantkit.store.reader import Store, open_store
 from plantkit.store.schema import (
@@ -45,7 +46,8 @@ def StoreWriter(path: str | os.PathLike, *, name: str, kind: str = "expert",
     block, or a split with unwritten rows, leaves no file behind and an existing store
     untouched. `append=True` keeps the existing store's splits (those not created again
     here), its attributes (updated by `attrs`) and its train counts (unless given); the
-    existing store must have the same kind, fingerprint and class ids.
+    existing store must have the same kind, fingerprint and class ids, and its classifier
+    is kept unless `set_classifier` replaces it.
     """
     draft = StoreDraft(path, name=name, kind=kind, class_ids=class_ids,
                        fingerprint=fingerprint, attrs=attrs, train_counts=train_counts)
@@ -109,11 +111,13 @@ class StoreDraft:
         self.train_counts = (
             None if train_counts is None else _checked_train_counts(train_counts, self.class_ids)
         )
+        self.classifier: Classifier | None = None
         self.file: h5py.File | None = None
         self._splits: dict[str, SplitWriter] = {}
 
     def adopt(self, previous: Store) -> None:
-        """Take over what an appended store keeps: its attributes and train counts."""
+        """Take over what an appended store keeps: its attributes, train counts and
+        classifier."""
         if previous.kind != self.kind:
             raise PlantkitInputError(
                 f"{previous.path} holds a {previous.kind}, not a {self.kind}: cannot add "
@@ -124,6 +128,14 @@ class StoreDraft:
         self.attrs = {**previous.attrs, **self.attrs}
         if self.train_counts is None:
             self.train_counts = previous.train_counts
+        self.classifier = previous.classifier()
+
+    def set_classifier(self, classifier: Classifier | None) -> None:
+        """The expert's last linear layer over the features it stores (docs/store.md, "The
+        classifier"), or None: the store keeps none (an appended store's is dropped)."""
+        self.classifier = (None if classifier is None else
+                           checked_classifier(classifier, len(self.class_ids),
+                                              f"store {self.name}"))
 
     def open(self, file: h5py.File) -> None:
         self.file = file
@@ -168,7 +180,8 @@ class StoreDraft:
 
     def finish(self, previous: Path | None) -> None:
         """Complete the file: refuse unwritten rows, copy the kept splits of `previous`
-        (an appended store), then write the paths, class ids, train counts and attributes."""
+        (an appended store), then write the paths, class ids, train counts, classifier and
+        attributes."""
         for writer in self._splits.values():
             writer.check_complete()
         if previous is not None:
@@ -184,6 +197,8 @@ class StoreDraft:
         if self.train_counts is not None:
             create_checked(f, "train_counts", self.train_counts.shape, np.dtype(np.int64),
                            data=self.train_counts)
+        if self.classifier is not None:
+            write_classifier(f, self.classifier)
         self._write_attrs()
 
     def _write_attrs(self) -> None:
