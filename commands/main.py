@@ -34,6 +34,10 @@ app.command(
         "plantkit train --data /data/plantnet_300K --arch resnet18 --pretrained --amp --workers 8",
         "plantkit train --arch test_resnet --epochs 4 --augment-below 20 --expert small-aug",
         "plantkit train --resume --expert small-aug",
+        "plantkit train --loss balanced-softmax --sampler sqrt --expert bs-sqrt",
+        "plantkit train --loss ldam --defer-epoch 20 --mixup 0.2 --expert ldam-drw",
+        "plantkit train --init-from resnet18 --retrain-head --sampler balanced --epochs 5 "
+        "--milestones 4 --expert resnet18-crt",
         "plantkit train --devices 2 --batch-size 64 --lr-scale linear --amp --compile",
     ),
 )(train.train)

@@ -167,3 +167,23 @@ def test_more_cpu_processes_than_cores_are_refused(tmp_path, monkeypatch):
 def test_training_batches_of_one_image_are_refused_up_front(tmp_path):
     code, _, err = cli("--artifacts", tmp_path, "train", "--batch-size", "1")
     assert code == 2 and "--batch-size must be at least 2" in err
+
+
+def test_the_long_tail_options_train_alike_in_two_processes(tiny_root, tmp_path):
+    # LDAM-DRW (its class weights from epoch 1) over the progressive sampler: the loss and
+    # the draws of two processes of batch P are one process's of batch 2P.
+    artifacts = tmp_path / "art"
+    options = ("--loss", "ldam", "--defer-epoch", "1", "--sampler", "progressive")
+    _train(artifacts, tiny_root, *options, "--batch-size", str(2 * PER_PROCESS),
+           "--expert", "one")
+    _train(artifacts, tiny_root, *options, "--batch-size", str(PER_PROCESS), "--devices", "2",
+           "--expert", "two")
+    one, two = artifacts / "experts" / "one", artifacts / "experts" / "two"
+    last = EPOCHS - 1
+    assert _max_difference(_weights_after(one, last), _weights_after(two, last)) < 1e-5
+    # Mixup and CutMix mix each process's share (partners within it): trained and recorded.
+    _train(artifacts, tiny_root, "--mixup", "0.4", "--cutmix", "1.0", "--batch-size",
+           str(PER_PROCESS), "--devices", "2", "--expert", "mixed")
+    recorded = json.loads((artifacts / "experts" / "mixed" / "train_config.json")
+                          .read_text())["config"]
+    assert (recorded["mixup"], recorded["cutmix"], recorded["devices"]) == (0.4, 1.0, 2)

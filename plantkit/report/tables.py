@@ -330,18 +330,22 @@ def history_table(model: dict, rows: int | None = HISTORY_ROWS) -> Table | None:
 
 
 def training_options_table(report: dict) -> Table | None:
-    """The long-tail options of every expert with a train_config.json; None when none has."""
-    keys, rows = train_options.options_table(report)
+    """The long-tail options of every expert with a train_config.json (the loss, then the
+    others as "key value" pairs, which wrap: nine option columns would not fit 80 columns);
+    None when none has one."""
+    _keys, rows = train_options.options_table(report)
     if not rows:
         return None
     table = Table(title="Training options (long tail)",
                   caption="from each expert's train_config.json; "
                   + train_options.left_out_text(), caption_justify="left")
     table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=NAME_WIDTH)
-    for key in keys:
-        table.add_column(train_options.header(key), no_wrap=True)
+    table.add_column("loss", no_wrap=True)
+    table.add_column("options")
     for name, shown in rows:
-        table.add_row(name, *[shown.get(key, "") for key in keys])
+        others = [f"{train_options.header(key)} {text}" for key, text in shown.items()
+                  if key != "loss"]
+        table.add_row(name, shown.get("loss", ""), ", ".join(others))
     return table
 
 
