@@ -227,4 +227,5 @@ def test_a_logit_adjustment_draws_its_saved_val_curve(tmp_path):
     val = _row(built, "val", "logit-adjust")
     assert val["macro_top1"] == pytest.approx(curve["val_macro_top1"][chosen])
     assert val["top1"] == pytest.approx(curve["val_top1"][chosen])
-    assert "A dotted line is a logit adjustment's curve" in html.build_report_html(built)
+    assert "A dotted line is a logit adjustment's or a tau-normalisation's curve" in \
+        html.build_report_html(built)

@@ -325,8 +325,9 @@ def _shots_text(report: dict, row: dict) -> str:
 
 
 def _tau_curves(report: dict) -> list[tuple[str, dict]]:
-    """(name, val curve over tau) of every logit adjustment: the curve `plantkit combine`
-    traced (combine.logit_adjust.TradeoffCurve), saved in its combination.json's params."""
+    """(name, val curve over tau) of every logit adjustment and tau-normalisation: the curve
+    `plantkit combine` traced (combine.logit_adjust.TauCurve), saved in its
+    combination.json's params."""
     curves = []
     for model in report["models"]:
         curve = ((model.get("combination") or {}).get("params") or {}).get("curve")
@@ -465,8 +466,9 @@ def build_report_html(report: dict) -> str:
             f"{escape(tradeoff)}"
             + (f" (not in it: {escape(', '.join(left_out))})" if left_out else "")
             + "; hover for its many/medium/few-shot top-1."
-            + (" A dotted line is a logit adjustment's curve on val over tau (tau 0: its base "
-               "combination unchanged)." if _tau_curves(report) else ""),
+            + (" A dotted line is a logit adjustment's or a tau-normalisation's curve on val "
+               "over tau (tau 0: its base unchanged; for tau-normalisation, the expert without "
+               "its bias)." if _tau_curves(report) else ""),
             micro_macro_figure(report), embed,
             f"No model has top-1 and macro top-1 on {tradeoff}."),
         _training_options_html(report),
