@@ -180,3 +180,52 @@ def test_retrain_head_resumes_to_the_uninterrupted_run(artifacts, data_root, tmp
 def test_retrain_head_needs_init_from(data_root, tmp_path):
     with pytest.raises(PlantkitInputError, match="--retrain-head .* pass --init-from"):
         train_expert(tiny(data_root, retrain_head=True), artifacts=tmp_path, quiet=True)
+
+
+def test_retrain_head_on_stored_train_features_is_sgd_on_those_rows(artifacts, data_root,
+                                                                    capsys):
+    from plantkit.data.loading import EpochSampler
+    from plantkit.models.expert import load_expert
+    from plantkit.predict import predict_to_store
+    from plantkit.store import open_store
+
+    base_dir = artifacts / "experts" / "base"
+    dataset = open_dataset(data_root)
+    predict_to_store(load_expert(base_dir), dataset, ["train", "val"], base_dir / "predictions.h5",
+                     features=True, resize=40, workers=0)
+    with open_store(base_dir / "predictions.h5") as store:
+        features = torch.from_numpy(store.features("train").astype("float32"))
+    start = StartingWeights()
+    config = tiny(data_root, init_from="base", retrain_head=True, name="fast", lr=0.05)
+    run_dir = train_expert(config, artifacts=artifacts, callbacks=[start]).folder
+    assert "training the classifier on" in capsys.readouterr().err
+
+    # The same epoch by hand: torch's SGD (momentum 0.9, Nesterov, coupled L2 1e-4) on the
+    # stored features, in the epoch's row order, from the run's starting classifier.
+    head = torch.nn.Linear(features.shape[1], 3)
+    with torch.no_grad():
+        head.weight.copy_(start.state["fc.weight"])
+        head.bias.copy_(start.state["fc.bias"])
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.05, momentum=0.9, nesterov=True,
+                                weight_decay=1e-4)
+    labels = torch.from_numpy(dataset.splits["train"].labels)
+    rows = [row for row, _ in EpochSampler(labels.numpy(), order="none", seed=0, epoch=0,
+                                           batch_size=16)]
+    for at in range(0, len(rows), 16):
+        batch = torch.tensor(rows[at:at + 16])
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(head(features[batch]), labels[batch]).backward()
+        optimizer.step()
+    after = torch.load(run_dir / "weights.pt", weights_only=True)
+    torch.testing.assert_close(after["fc.weight"], head.weight.detach(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(after["fc.bias"], head.bias.detach(), atol=1e-5, rtol=1e-4)
+    base = torch.load(base_dir / "weights.pt", weights_only=True)
+    for key in base.keys() - {"fc.weight", "fc.bias"}:
+        assert torch.equal(after[key], base[key]), key
+
+
+def test_retrain_head_says_why_it_reads_the_images(artifacts, data_root, capsys):
+    config = tiny(data_root, init_from="base", retrain_head=True, name="slow")
+    train_expert(config, artifacts=artifacts)
+    assert "training on the images, through the frozen backbone: its store holds no " \
+        "features of every train image" in " ".join(capsys.readouterr().err.split())

@@ -128,6 +128,12 @@ class Expert(keras.Model):
         return dict(self._info)
 
     def call(self, x, training=False):
+        if self._backbone_frozen and len(x.shape) == 2:
+            # Penultimate feature rows (cRT on stored features, plantkit.training
+            # .head_features): only the classifier runs.
+            x = torch.as_tensor(x).to(self.device, dtype=torch.float32, non_blocking=True)
+            with self._autocast():
+                return self._classifier()(x).float()
         x = self._to_device(x)
         with self._autocast():
             # A frozen backbone runs in eval mode in training too: BatchNorm keeps its

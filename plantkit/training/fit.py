@@ -47,7 +47,7 @@ from plantkit.artifacts import (
 from plantkit.backend import keras
 from plantkit.choices import REWEIGHTING_LOSSES
 from plantkit.data.cache import cache_for_run
-from plantkit.data.loading import CorruptImageTally, make_loader
+from plantkit.data.loading import CorruptImageTally, ImageLoader, make_loader
 from plantkit.errors import PlantkitInputError
 from plantkit.models.expert import load_expert, save_expert
 from plantkit.predict import expert_transform_spec, predict_to_store
@@ -61,8 +61,14 @@ from plantkit.training.config import (
     TrainConfig,
     effective_lr,
     global_batch,
+    option_of,
     run_dir_of,
     validate,
+)
+from plantkit.training.head_features import (
+    FeatureLoader,
+    images_needed_by,
+    stored_train_features,
 )
 from plantkit.training.launch import SYNC_BN_NEEDS_GPUS
 from plantkit.training.losses import DeferredReweighting
@@ -241,13 +247,22 @@ def fit_expert(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoc
         expert.backbone.compile()
     # One tally per split: more than 1 % of a split's images corrupt stops the run.
     train_tally, val_tally = CorruptImageTally(), CorruptImageTally()
-    train_loader = make_loader(dataset, "train", spec=spec, train=True,
-                               batch_size=config.batch_size, workers=config.workers,
-                               sampler=config.sampler, augment_below=config.augment_below,
-                               seed=config.seed, epoch=initial_epoch, tally=train_tally,
-                               cache=cache, normalize=normalize, rank=world.rank,
-                               world=world.size, epochs=config.epochs,
-                               defer_epoch=config.defer_epoch)
+    features = _stored_features_for_head(config, dataset, quiet=quiet or not world.main)
+    train_loader: ImageLoader | FeatureLoader
+    if features is not None:
+        train_loader = FeatureLoader(features, dataset.splits["train"].labels,
+                                     batch_size=config.batch_size, sampler=config.sampler,
+                                     seed=config.seed, epoch=initial_epoch, rank=world.rank,
+                                     world=world.size, epochs=config.epochs,
+                                     defer_epoch=config.defer_epoch)
+    else:
+        train_loader = make_loader(dataset, "train", spec=spec, train=True,
+                                   batch_size=config.batch_size, workers=config.workers,
+                                   sampler=config.sampler, augment_below=config.augment_below,
+                                   seed=config.seed, epoch=initial_epoch, tally=train_tally,
+                                   cache=cache, normalize=normalize, rank=world.rank,
+                                   world=world.size, epochs=config.epochs,
+                                   defer_epoch=config.defer_epoch)
     val_loader = make_loader(dataset, "val", spec=spec, train=False,
                              batch_size=config.batch_size, workers=config.workers,
                              tally=val_tally, cache=cache, normalize=normalize)
@@ -301,6 +316,27 @@ def fit_expert(expert, config: TrainConfig, dataset, run_dir: Path, initial_epoc
         progress.close()
     if stop_on_nan.diverged_at is not None:
         raise _diverged(stop_on_nan.diverged_at, checkpoints)
+
+
+def _stored_features_for_head(config: TrainConfig, dataset, *, quiet: bool):
+    """--retrain-head: the --init-from expert's stored train features when they can stand in
+    for the images (plantkit.training.head_features), else None (and why, unless quiet)."""
+    if not config.retrain_head:
+        return None
+    features = stored_train_features(config.init_from, dataset)
+    needs_images = images_needed_by(config)
+    if features is not None and not needs_images:
+        if not quiet:
+            _say(f"--retrain-head: training the classifier on {config.init_from}'s stored "
+                 f"train features ({len(features):,} rows); no image is read for training")
+        return features
+    if not quiet:
+        why = (f"{', '.join(option_of(k) for k in needs_images)} need the images"
+               if features is not None and needs_images else
+               "its store holds no features of every train image (plantkit predict --split "
+               "train --features makes them)")
+        _say(f"--retrain-head: training on the images, through the frozen backbone: {why}")
+    return None
 
 
 def _diverged(at: tuple[int, int], checkpoints: Path) -> TrainingDiverged:
