@@ -331,7 +331,8 @@ def _stored_features_for_head(config: TrainConfig, dataset, *, quiet: bool):
                  f"train features ({len(features):,} rows); no image is read for training")
         return features
     if not quiet:
-        why = (f"{', '.join(option_of(k) for k in needs_images)} need the images"
+        why = (f"{' and '.join(option_of(k) for k in needs_images)} "
+               f"need{'s' if len(needs_images) == 1 else ''} the images"
                if features is not None and needs_images else
                "its store holds no features of every train image (plantkit predict --split "
                "train --features makes them)")
