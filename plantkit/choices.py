@@ -109,7 +109,7 @@ class GreedyMetric(Choice):
 
 
 class AdjustTarget(Choice):
-    """What `plantkit combine --logit-adjust auto` maximises on val."""
+    """What a tau picked on val maximises (`plantkit combine --logit-adjust auto`, `--tau-norm`)."""
 
     top1, macro = "top1", "macro"
 
