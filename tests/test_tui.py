@@ -572,3 +572,42 @@ def test_a_model_without_the_split_shown_opens_and_compares_on_one_it_has(artifa
         await pilot.press("escape")
 
     run(app, (100, 30), steps)
+
+
+def test_tradeoff_chart_places_each_model_by_its_numbers():
+    rows = [{"name": "a", "top1": 0.80, "macro_top1": 0.40},
+            {"name": "b", "top1": 0.70, "macro_top1": 0.60},
+            {"name": "c", "top1": 0.75, "macro_top1": None},  # left out
+            {"name": "d", "top1": 0.80, "macro_top1": 0.40}]  # a's cell
+    lines = view.tradeoff_chart(rows, width=11, height=5)
+    plot = [line.split("│", 1)[1] for line in lines[:5]]
+    # Axes 70-80 % right, 40-60 % up: b top left, a (and d) bottom right.
+    assert plot[0] == "2" + " " * 10 and plot[4] == " " * 10 + "+"
+    assert lines[0].startswith("  60 │") and lines[4].startswith("  40 │")
+    assert lines[6].split() == ["70", "80"]
+    assert lines[-3:] == ["  1 a  80.0 / 40.0", "  2 b  70.0 / 60.0", "  3 d  80.0 / 40.0"]
+    assert view.tradeoff_chart([{"name": "x", "top1": None, "macro_top1": None}]) == [
+        "no model has top-1 and macro top-1 on this split"]
+
+
+def test_p_shows_the_chart_of_the_models_in_the_table(artifacts):
+    _art, report = artifacts
+    app = ReportApp(report=report)
+
+    async def steps(pilot):
+        screen = app.screen
+        chart = screen.query_one("#tradeoff")
+        assert not chart.display
+        await pilot.press("p")
+        await pilot.pause()
+        assert chart.display
+        board = report["splits"]["test"]["leaderboard"]
+        text = str(chart.render())
+        for mark, row in zip(view.TRADEOFF_MARKS, board):
+            assert (f"{mark} {row['name']}  {100 * row['top1']:.1f} / "
+                    f"{100 * row['macro_top1']:.1f}") in text
+        await pilot.press("slash", "a", "v", "e", "enter")  # the filter narrows the chart
+        await pilot.pause()
+        assert "1 average" in str(chart.render()) and "2 " not in str(chart.render())
+
+    run(app, (160, 48), steps)

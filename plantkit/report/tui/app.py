@@ -53,6 +53,7 @@ HELP = """\
   /             filter by name or kind (Esc clears)
   m or space    mark a model (the last two)      c   compare the two marked
   n             show or hide the notes
+  p             show or hide the chart: macro top-1 against top-1 of the models listed
 
 [b]Model[/b]  tabs Species · Summary · History (t: next tab, or click its name)
   /             search species by name or id     b   bucket: all, many, medium, few

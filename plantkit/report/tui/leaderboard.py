@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -32,6 +33,7 @@ class LeaderboardScreen(ReportScreen):
         Binding("m,space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("n", "toggle_notes", "Notes"),
+        Binding("p", "toggle_plot", "Plot"),
         Binding("escape", "clear_filter", "Clear", show=False),
     ]
 
@@ -46,11 +48,13 @@ class LeaderboardScreen(ReportScreen):
         yield Input(placeholder="filter by name or kind (Enter: back to the table)",
                     id="filter")
         yield LineTable(id="board")
+        yield Static(id="tradeoff")
         yield Static(self._notes_text(), id="notes")
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
+        self.query_one("#tradeoff", Static).display = False
         self.refresh_rows()
         self.query_one("#board", LineTable).focus()
 
@@ -87,6 +91,9 @@ class LeaderboardScreen(ReportScreen):
         headers = {"name": "name", **{c[0]: c[1] for c in view.LEADERBOARD_COLUMNS}}
         sort = view.order_label(self.order or view.default_order("top1"), headers)
         shown = table.row_count
+        # The models shown, in the table's order (its filter and sort): the chart's marks.
+        self.query_one("#tradeoff", Static).update(
+            Text("\n".join(view.tradeoff_chart(self.rows()))))  # Text: names are no markup
         self.query_one("#title", Static).update(
             f"[b]Leaderboard · {self.split}[/b] · {section['images']:,} images, "
             f"{section['species_present']:,} species · {shown} models · by {sort}"
@@ -197,6 +204,10 @@ class LeaderboardScreen(ReportScreen):
         screen = self.app.get_screen(COMPARE_SCREEN, CompareScreen)
         screen.show(self.report, first, second, split)
         self.app.push_screen(screen)
+
+    def action_toggle_plot(self) -> None:
+        plot = self.query_one("#tradeoff", Static)
+        plot.display = not plot.display
 
     def action_toggle_notes(self) -> None:
         notes = self.query_one("#notes", Static)

@@ -272,3 +272,42 @@ def compare_cells(row: dict) -> list[str]:
     return [str(row[key]) if how == "text" else
             (f"{100 * row[key]:+.1f}" if how == "gain" else fmt(row[key], how))
             for key, _, how in COMPARE_COLUMNS]
+
+
+# The micro/macro chart of the leaderboard screen (`p`): one mark per model.
+TRADEOFF_MARKS = "123456789abcdefghijklmnopqrstuvwxyz"
+TRADEOFF_STEP = 0.05  # the axes run between multiples of 5 %
+
+
+def _axis(values: list[float]) -> tuple[float, float]:
+    # The epsilon keeps 0.70 / 0.05 (13.999...) on 14: a value on a step is the axis's end.
+    low = math.floor(min(values) / TRADEOFF_STEP + 1e-9) * TRADEOFF_STEP
+    high = math.ceil(max(values) / TRADEOFF_STEP - 1e-9) * TRADEOFF_STEP
+    return (low, high) if high > low else (low, low + TRADEOFF_STEP)
+
+
+def tradeoff_chart(rows: list[dict], *, width: int = 56, height: int = 12) -> list[str]:
+    """Macro top-1 (up) against micro top-1 (right) of `rows` (leaderboard rows), as text:
+    the plot's lines, then a legend line per model (its mark, name, top-1 and macro top-1
+    in %). Models without both numbers are left out; several in one cell show as '+'. The
+    terminal's stand-in for the HTML report's "Micro vs macro top-1" chart."""
+    points = [r for r in rows if r.get("top1") is not None and r.get("macro_top1") is not None]
+    if not points:
+        return ["no model has top-1 and macro top-1 on this split"]
+    points = points[:len(TRADEOFF_MARKS)]
+    x0, x1 = _axis([r["top1"] for r in points])
+    y0, y1 = _axis([r["macro_top1"] for r in points])
+    grid = [[" "] * width for _ in range(height)]
+    for mark, row in zip(TRADEOFF_MARKS, points):
+        col = round((row["top1"] - x0) / (x1 - x0) * (width - 1))
+        line = round((y1 - row["macro_top1"]) / (y1 - y0) * (height - 1))
+        grid[line][col] = mark if grid[line][col] == " " else "+"
+    labels = {0: f"{100 * y1:4.0f}", height - 1: f"{100 * y0:4.0f}"}
+    lines = [f"{labels.get(i, '    ')} │{''.join(cells)}" for i, cells in enumerate(grid)]
+    lines.append("     └" + "─" * width)
+    left, right = f"{100 * x0:.0f}", f"{100 * x1:.0f}"
+    lines.append("      " + left + " " * (width - len(left) - len(right)) + right)
+    lines.append("      macro top-1 % (up) against top-1 % (right)")
+    lines += [f"  {mark} {row['name']}  {100 * row['top1']:.1f} / {100 * row['macro_top1']:.1f}"
+              for mark, row in zip(TRADEOFF_MARKS, points)]
+    return lines
