@@ -585,6 +585,7 @@ def test_tradeoff_chart_places_each_model_by_its_numbers():
     assert plot[0] == "2" + " " * 10 and plot[4] == " " * 10 + "+"
     assert lines[0].startswith("  60 │") and lines[4].startswith("  40 │")
     assert lines[6].split() == ["70", "80"]
+    assert lines[7].endswith("; +: several models in one cell")
     assert lines[-3:] == ["  1 a  80.0 / 40.0", "  2 b  70.0 / 60.0", "  3 d  80.0 / 40.0"]
     assert view.tradeoff_chart([{"name": "x", "top1": None, "macro_top1": None}]) == [
         "no model has top-1 and macro top-1 on this split"]

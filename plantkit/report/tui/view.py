@@ -307,7 +307,9 @@ def tradeoff_chart(rows: list[dict], *, width: int = 56, height: int = 12) -> li
     lines.append("     └" + "─" * width)
     left, right = f"{100 * x0:.0f}", f"{100 * x1:.0f}"
     lines.append("      " + left + " " * (width - len(left) - len(right)) + right)
-    lines.append("      macro top-1 % (up) against top-1 % (right)")
+    shared = any("+" in cells for cells in grid)
+    lines.append("      macro top-1 % (up) against top-1 % (right)"
+                 + ("; +: several models in one cell" if shared else ""))
     lines += [f"  {mark} {row['name']}  {100 * row['top1']:.1f} / {100 * row['macro_top1']:.1f}"
               for mark, row in zip(TRADEOFF_MARKS, points)]
     return lines
