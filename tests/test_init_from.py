@@ -229,3 +229,15 @@ def test_retrain_head_says_why_it_reads_the_images(artifacts, data_root, capsys)
     train_expert(config, artifacts=artifacts)
     assert "training on the images, through the frozen backbone: its store holds no " \
         "features of every train image" in " ".join(capsys.readouterr().err.split())
+
+
+def test_retrain_head_from_a_checkpoint_file_reads_the_images(artifacts, data_root, capsys):
+    checkpoint = artifacts / "experts" / "base" / "weights.pt"
+    config = tiny(data_root, init_from=str(checkpoint), retrain_head=True, name="from-file",
+                  arch="test_resnet")
+    run_dir = train_expert(config, artifacts=artifacts).folder
+    assert "--init-from is a checkpoint file, without a prediction store" in " ".join(
+        capsys.readouterr().err.split())
+    base = torch.load(checkpoint, weights_only=True)
+    after = torch.load(run_dir / "weights.pt", weights_only=True)
+    assert all(torch.equal(after[k], base[k]) for k in base.keys() - {"fc.weight", "fc.bias"})

@@ -331,11 +331,14 @@ def _stored_features_for_head(config: TrainConfig, dataset, *, quiet: bool):
                  f"train features ({len(features):,} rows); no image is read for training")
         return features
     if not quiet:
-        why = (f"{' and '.join(option_of(k) for k in needs_images)} "
-               f"need{'s' if len(needs_images) == 1 else ''} the images"
-               if features is not None and needs_images else
-               "its store holds no features of every train image (plantkit predict --split "
-               "train --features makes them)")
+        if features is not None:
+            why = (f"{' and '.join(option_of(k) for k in needs_images)} "
+                   f"need{'s' if len(needs_images) == 1 else ''} the images")
+        elif not Path(str(config.init_from)).is_dir():
+            why = "--init-from is a checkpoint file, without a prediction store"
+        else:
+            why = ("its store holds no features of every train image (plantkit predict "
+                   "--split train --features makes them)")
         _say(f"--retrain-head: training on the images, through the frozen backbone: {why}")
     return None
 
