@@ -141,12 +141,15 @@ def test_tau_norm_prints_its_val_curve(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(1)
     labels = {s: rng.integers(0, 3, size=40) for s in ("val", "test")}
     features = {s: rng.normal(size=(40, 4)) for s in labels}
-    write_linear_expert(tmp_path, "a", labels, features,
-                        rng.normal(size=(3, 4)) * np.array([[3.0], [1.0], [0.3]]))
+    for name in ("a", "other"):
+        write_linear_expert(tmp_path, name, labels, features,
+                            rng.normal(size=(3, 4)) * np.array([[3.0], [1.0], [0.3]]))
     code, out, err = _run_here(capsys, monkeypatch, tmp_path, "--tau-norm", "a", "--quiet")
     assert code == 0, err
     saved = json.loads((tmp_path / "combos" / "tau-norm-a" / "combination.json").read_text())
     tau = saved["params"]["tau"]
     assert "tau-norm-a: tau-normalised classifier of a, bias dropped" in " ".join(out.split())
+    # The expert it did not read is left out of the experts table, and counted.
+    assert "other" not in out and "1 more expert(s) not read by these methods" in out
     starred = [line for line in out.splitlines() if " *" in line]
     assert len(starred) == 1 and starred[0].split()[1] == f"{tau:g}"

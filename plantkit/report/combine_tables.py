@@ -36,8 +36,19 @@ def print_combine(result: dict, console: Console) -> None:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
+def _read(experts: list[dict]) -> list[dict]:
+    """The experts some method of the call read. The others (a --tau-norm of one expert
+    among many) have no scores: a row of dashes each would bury the ones that count."""
+    return [r for r in experts if r["val_top1"] is not None or r["test_top1"] is not None]
+
+
 def _experts_table(rows: list[dict]) -> Table:
-    table = Table(title="Experts (top-1 and macro top-1 in %)", title_justify="left")
+    read = _read(rows)
+    unread = len(rows) - len(read)
+    table = Table(title="Experts (top-1 and macro top-1 in %)", title_justify="left",
+                  caption=f"{unread} more expert(s) not read by these methods" if unread
+                  else None, caption_justify="left")
+    rows = read
     table.add_column("expert", no_wrap=True)
     for column in ("GFLOPs", "val top-1", "val macro top-1", "test top-1", "test macro top-1",
                    "T"):
@@ -83,7 +94,7 @@ def _topk_tables(result: dict) -> list[Table]:
     for k in ks:
         topk.add_column(f"top-{k}", justify="right", no_wrap=True)
     rows = [(row["name"], {key.removeprefix("test_"): value for key, value in row.items()})
-            for row in result["experts"]]
+            for row in _read(result["experts"])]
     rows += [(combo["name"], combo["test"]) for combo in result["combinations"]]
     for name, scores in rows:
         topk.add_row(name, *[f"{_pct1(scores.get(f'top{k}'))} / "
