@@ -84,6 +84,9 @@ def parse_args():
     parser.add_argument("--classes", type=int, default=None, help="default 40 (--quick: 12)")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds (each its own stand-in draw and training, "
+                        "under WORKDIR/seed-N): every seed's table, then mean ± sd over them")
     parser.add_argument("--workdir", default=None, help="keep the dataset and experts here")
     parser.add_argument("--only", default=None,
                         help="comma-separated method names (the first row is ce always)")
@@ -99,16 +102,16 @@ def bench_counts(classes: int):
     return capped
 
 
-def recipe(args, epochs: int) -> dict:
+def recipe(args, epochs: int, seed: int) -> dict:
     late = max(1, round(epochs * 2 / 3))
     return dict(arch=args.arch, epochs=epochs, batch_size=32, lr=0.05, workers=0,
-                resize=args.image_size, crop=args.image_size - 8, seed=args.seed,
+                resize=args.image_size, crop=args.image_size - 8, seed=seed,
                 milestones=(late, max(late + 1, epochs - 1)))
 
 
 def run_method(name: str, changes: dict, args, data: Path, artifacts: Path, epochs: int,
-               crt_epochs: int) -> dict:
-    values = {**recipe(args, epochs), **changes}
+               crt_epochs: int, seed: int) -> dict:
+    values = {**recipe(args, epochs, seed), **changes}
     stored_features = values.pop("stored_features", False)
     if values.get("defer_epoch") == "late":  # DRW at the first learning-rate drop
         values["defer_epoch"] = values["milestones"][0]
@@ -161,11 +164,11 @@ def pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def print_table(rows: list[dict], args, counts, started: float) -> None:
+def print_table(rows: list[dict], args, counts, started: float, seed: int) -> None:
     buckets = shot_class_counts(counts["train"].to_numpy())
     print(f"\n## bench_longtail: {args.arch}, {len(counts)} species ({buckets['many']} many, "
           f"{buckets['medium']} medium, {buckets['few']} few), {int(counts['train'].sum())} "
-          f"train / {int(counts['test'].sum())} test images, seed {args.seed}")
+          f"train / {int(counts['test'].sum())} test images, seed {seed}")
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"{platform.python_version()}, torch {torch.__version__}; total "
           f"{time.perf_counter() - started:.0f} s\n")
@@ -181,6 +184,55 @@ def print_table(rows: list[dict], args, counts, started: float) -> None:
               f"{row['wall_s']:.0f} |")
 
 
+def _spread(rows: list[dict], key: str) -> str:
+    values = 100 * np.array([r[key] for r in rows], dtype=float)
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.1f} ± {sd:.1f}"
+
+
+def _gain(rows: list[dict], bases: list[dict], key: str) -> str:
+    values = 100 * np.array([r[key] - b[key] for r, b in zip(rows, bases)], dtype=float)
+    return f"{values.mean():+.1f} ({values.min():+.1f} to {values.max():+.1f})"
+
+
+def print_summary(by_seed: dict[int, list[dict]]) -> None:
+    """Mean ± sd over the seeds of each row's micro and macro top-1 and of its gains over
+    ce in the same seed (the range of the gains in brackets)."""
+    seeds = sorted(by_seed)
+    bases = [by_seed[s][0] for s in seeds]
+    print(f"\n## bench_longtail over seeds {', '.join(map(str, seeds))}: mean ± sd "
+          "(gains over ce of the same seed: mean, min to max)\n")
+    print("| method | micro top-1 | macro top-1 | Δ micro | Δ macro | few |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for i, first in enumerate(by_seed[seeds[0]]):
+        rows = [by_seed[s][i] for s in seeds]
+        few = [r["few"] for r in rows if r["few"] is not None]
+        print(f"| {first['method']} | {_spread(rows, 'micro')} | {_spread(rows, 'macro')} | "
+              f"{_gain(rows, bases, 'micro')} | {_gain(rows, bases, 'macro')} | "
+              f"{pct(float(np.mean(few))) if few else '-'} |")
+
+
+def run_seed(args, seed: int, workdir: Path, methods, classes: int, epochs: int,
+             crt_epochs: int) -> list[dict]:
+    started = time.perf_counter()
+    counts = bench_counts(classes)
+    data = workdir / "data"
+    if not (data / "images").is_dir():
+        generate_dataset(data, counts, image_size=args.image_size, seed=seed,
+                         overwrite=data.exists(), workers=None)
+    print(f"stand-in: {data} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    rows = []
+    for name, changes, _about in methods:
+        rows.append(run_method(name, changes, args, data, workdir / "artifacts", epochs,
+                               crt_epochs, seed))
+        print(f"seed {seed}, {name}: micro {pct(rows[-1]['micro'])} macro "
+              f"{pct(rows[-1]['macro'])} ({rows[-1]['wall_s']:.0f} s)", file=sys.stderr)
+    if methods[0][0] == "ce":
+        rows += run_post_hoc(workdir / "artifacts")
+    print_table(rows, args, counts, started, seed)
+    return rows
+
+
 def main() -> int:
     args = parse_args()
     classes = args.classes or (12 if args.quick else 40)
@@ -190,23 +242,13 @@ def main() -> int:
     if args.only:
         wanted = {"ce", *(name.strip() for name in args.only.split(","))}
         methods = [m for m in methods if m[0] in wanted]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_longtail_"))
-    started = time.perf_counter()
-    counts = bench_counts(classes)
-    data = workdir / "data"
-    if not (data / "images").is_dir():
-        generate_dataset(data, counts, image_size=args.image_size, seed=args.seed,
-                         overwrite=data.exists(), workers=None)
-    print(f"stand-in: {data} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    rows = []
-    for name, changes, _about in methods:
-        rows.append(run_method(name, changes, args, data, workdir / "artifacts", epochs,
-                               crt_epochs))
-        print(f"{name}: micro {pct(rows[-1]['micro'])} macro {pct(rows[-1]['macro'])} "
-              f"({rows[-1]['wall_s']:.0f} s)", file=sys.stderr)
-    if methods[0][0] == "ce":
-        rows += run_post_hoc(workdir / "artifacts")
-    print_table(rows, args, counts, started)
+    by_seed = {seed: run_seed(args, seed, workdir / f"seed-{seed}" if len(seeds) > 1
+                              else workdir, methods, classes, epochs, crt_epochs)
+               for seed in seeds}
+    if len(seeds) > 1:
+        print_summary(by_seed)
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
