@@ -234,10 +234,12 @@ def make_loss(name: str, train_counts, *, tau: float | None = None, beta: float 
     re-weighting loss starts with its weights off (DeferredReweighting turns them on); ldam
     then gets DRW's class-balanced weights."""
     counts = np.asarray(train_counts)
-    defaults = LOSS_OPTIONS.get(name, {})
-    tau = defaults.get("tau") if tau is None else tau
-    beta = defaults.get("beta") if beta is None else beta
-    focal_gamma = defaults.get("focal_gamma") if focal_gamma is None else focal_gamma
+    given = {"tau": tau, "beta": beta, "focal_gamma": focal_gamma}
+
+    def option(key: str) -> float:  # the loss's own option: as given, else its default
+        value = given[key]
+        return float(LOSS_OPTIONS[name][key] if value is None else value)
+
     loss: keras.losses.Loss
     if name == "ce":
         return CrossEntropy()
@@ -247,12 +249,12 @@ def make_loss(name: str, train_counts, *, tau: float | None = None, beta: float 
     elif name == "balanced-softmax":
         return LogitAdjusted(counts, tau=1.0, name="balanced_softmax")
     elif name == "logit-adjusted":
-        return LogitAdjusted(counts, tau=float(tau or 0.0))
+        return LogitAdjusted(counts, tau=option("tau"))
     elif name == "class-balanced":
-        loss = Focal(float(focal_gamma or 0.0), class_balanced_weights(counts, float(beta or 0.0)),
+        loss = Focal(option("focal_gamma"), class_balanced_weights(counts, option("beta")),
                      name="class_balanced")
     elif name == "focal":
-        return Focal(float(focal_gamma or 0.0))
+        return Focal(option("focal_gamma"))
     elif name == "ldam":
         loss = LDAM(counts, class_weights=class_balanced_weights(counts, DRW_BETA)
                     if deferred else None)
